@@ -1,0 +1,45 @@
+"""textrec: fine-tune pretrained text encoders into two-tower recommenders."""
+
+from textrec.config import DataConfig, ModelConfig, load_config
+from textrec.data import DataError, RecData, load_data, load_grouplens_100k, load_recbole, load_tabular
+from textrec.encoders import TextEncoder, resolve_encoder
+from textrec.evaluation import evaluate
+from textrec.hub import load_pretrained, save_pretrained
+from textrec.losses import InBatchSoftmaxLoss, RatingMSELoss, SampledBCELoss
+from textrec.metrics import metrics_from_ranks, target_ranks
+from textrec.model import SequenceTower, TwoTowerModel
+from textrec.splits import EvalEvent, LeaveOneOutSplit, leave_one_out, time_cut
+from textrec.synthetic import make_synthetic
+from textrec.text import ItemTemplate
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DataConfig",
+    "DataError",
+    "EvalEvent",
+    "InBatchSoftmaxLoss",
+    "ItemTemplate",
+    "LeaveOneOutSplit",
+    "ModelConfig",
+    "RatingMSELoss",
+    "RecData",
+    "SampledBCELoss",
+    "SequenceTower",
+    "TextEncoder",
+    "TwoTowerModel",
+    "evaluate",
+    "leave_one_out",
+    "load_config",
+    "load_data",
+    "load_grouplens_100k",
+    "load_pretrained",
+    "load_recbole",
+    "load_tabular",
+    "make_synthetic",
+    "metrics_from_ranks",
+    "resolve_encoder",
+    "save_pretrained",
+    "target_ranks",
+    "time_cut",
+]

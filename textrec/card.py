@@ -1,0 +1,51 @@
+"""The generated model card (README.md) of a saved textrec model."""
+
+from __future__ import annotations
+
+import yaml
+
+
+def model_card(config: dict) -> str:
+    base = (config.get("base_encoder") or {}).get("name")
+    front = {
+        "library_name": "textrec",
+        "tags": ["recommender-system", "two-tower", "textrec"] + (["lora", "peft"] if base else ["id-only"]),
+    }
+    if base:
+        front["base_model"] = base
+    if config.get("dataset"):
+        front["datasets"] = [config["dataset"]]
+    metrics = config.get("metrics") or {}
+    rows = "\n".join(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items())
+    model = config["model"]
+    versions = "\n".join(f"- {k}: {v}" for k, v in (config.get("framework_versions") or {}).items())
+    return f"""---
+{yaml.safe_dump(front, sort_keys=False).strip()}
+---
+
+# textrec two-tower recommender
+
+Item tower: {"text through `" + base + "`" if base else "item ids only"}{" + id embedding" if model.get("id_embedding") and base else ""}.
+User tower: `{model["user_tower"]}`. Scores: {model["similarity"]} / temperature {model["temperature"]}.
+Encoder training: `{model["train_mode"]}` (the base encoder is not stored here; only adapters and small heads).
+
+## Usage
+
+```python
+from textrec.hub import load_pretrained
+
+model, tokenizer, config = load_pretrained("path/to/this/folder")
+```
+
+## Evaluation
+
+Protocol: {config.get("protocol", "n/a")}
+
+| metric | value |
+|---|---|
+{rows}
+
+## Framework versions
+
+{versions}
+"""

@@ -1,0 +1,186 @@
+"""Configuration: dataclasses are the schema, YAML files give values, `section.field=value` overrides them.
+
+A YAML file has one mapping per section (e.g. `data:`, `model:`, `training:`). Unknown sections or keys are
+errors, never ignored. Overrides are strings `section.field=value` (or `--section.field value` pairs), parsed with
+YAML rules so that `training.lr=1e-3` is a float and `model.id_embedding=true` a bool.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+def _help(text: str, default=dataclasses.MISSING, **kw):
+    if isinstance(default, (list, dict)):
+        value = default
+        return field(default_factory=lambda: type(value)(value), metadata={"help": text}, **kw)
+    return field(default=default, metadata={"help": text}, **kw)
+
+
+@dataclass
+class DataConfig:
+    """Which interactions and items to read, and how to render item text."""
+
+    format: str = _help("recbole | grouplens | tabular | synthetic", "recbole")
+    path: str = _help("folder of the data (recbole: holds <name>.inter/.item) or the interactions file", "data/ml-100k")
+    name: str | None = _help("recbole dataset name (default: the folder name)", None)
+    items_path: str | None = _help("tabular only: the item catalogue file", None)
+    columns: dict = _help("tabular only: textrec field -> interaction file column (user_id, item_id, timestamp, "
+                          "rating)", {})
+    item_columns: dict = _help("tabular only: {'item_id': <item file column>}", {})
+    item_template: str | None = _help("str.format template over item fields; None = a default for the fields", None)
+    synthetic_users: int = _help("synthetic only: number of users", 200)
+    synthetic_items: int = _help("synthetic only: number of items", 120)
+    synthetic_drift: float = _help("synthetic only: per-interaction chance that a user's taste moves", 0.0)
+    seed: int = _help("seed of the synthetic generator", 0)
+
+    def __post_init__(self):
+        if self.format not in ("recbole", "grouplens", "tabular", "synthetic"):
+            raise ValueError(f"data.format: expected recbole, grouplens, tabular or synthetic, got {self.format!r}")
+        if self.format == "tabular" and not self.items_path:
+            raise ValueError("data.items_path: required when data.format is 'tabular'")
+
+
+@dataclass
+class ModelConfig:
+    """The towers: encoder, pooling, LoRA, user tower and scoring."""
+
+    encoder: str | None = _help("text encoder: minilm | smollm2-135m | a Hub id | a local folder; null = ID-only",
+                                "minilm")
+    revision: str | None = _help("revision of a Hub encoder (recorded in the artifact)", None)
+    pooling: str = _help("auto | cls | mean | last (auto: last for decoder-only models, mean otherwise)", "auto")
+    max_item_tokens: int = _help("item text is truncated to this many tokens", 32)
+    user_tower: str = _help("sequence (transformer over history item vectors) | text (history rendered as text)",
+                            "sequence")
+    share_encoder: bool = _help("text user tower: share the item tower's encoder and adapter", True)
+    history_text_items: int = _help("text user tower: how many recent items are rendered", 10)
+    max_history_tokens: int = _help("text user tower: history text is truncated (oldest first) to this", 256)
+    id_embedding: bool = _help("add a learned per-item id embedding to the item vector (ID-only if encoder=null)",
+                               False)
+    dim: int = _help("dimension of item and user vectors", 64)
+    similarity: str = _help("cosine | dot", "cosine")
+    temperature: float = _help("scores are similarity / temperature", 0.05)
+    max_history: int = _help("sequence user tower: the last N history items are read", 50)
+    seq_layers: int = _help("sequence user tower: transformer layers", 2)
+    seq_heads: int = _help("sequence user tower: attention heads", 2)
+    seq_dropout: float = _help("sequence user tower: dropout", 0.2)
+    train_mode: str = _help("encoder training: lora | frozen | full | top_layers", "lora")
+    top_layers: int = _help("train_mode=top_layers: how many top layers train", 2)
+    lora_r: int = _help("LoRA rank", 8)
+    lora_alpha: int = _help("LoRA alpha (scale = alpha / r)", 16)
+    lora_dropout: float = _help("LoRA dropout", 0.05)
+    lora_target_modules: list | None = _help("LoRA target modules; null = peft's default for the architecture",
+                                             None)
+
+    def __post_init__(self):
+        checks = {
+            "pooling": ("auto", "cls", "mean", "last"),
+            "user_tower": ("sequence", "text"),
+            "similarity": ("cosine", "dot"),
+            "train_mode": ("lora", "frozen", "full", "top_layers"),
+        }
+        for name, allowed in checks.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"model.{name}: expected one of {allowed}, got {getattr(self, name)!r}")
+        if self.encoder in (None, "", "none"):
+            self.encoder = None
+            if not self.id_embedding:
+                raise ValueError("model.id_embedding: must be true when model.encoder is null (ID-only model)")
+            if self.user_tower == "text":
+                raise ValueError("model.user_tower: 'text' needs a model.encoder")
+        for name in ("dim", "max_history", "max_item_tokens", "seq_layers", "seq_heads", "lora_r"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"model.{name}: must be >= 1, got {getattr(self, name)}")
+        if self.temperature <= 0:
+            raise ValueError(f"model.temperature: must be > 0, got {self.temperature}")
+        if self.dim % self.seq_heads:
+            raise ValueError(f"model.seq_heads: must divide model.dim ({self.dim}), got {self.seq_heads}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _coerce(value, annotation, where: str):
+    """Check a YAML value against a dataclass field annotation (str, int, float, bool, list, dict, X | None)."""
+    hint = annotation
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None:
+            return None
+        hint = args[0]
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    base = typing.get_origin(hint) or hint
+    if base is typing.Any or (isinstance(base, type) and isinstance(value, base)):
+        if base is int and isinstance(value, bool):
+            raise ValueError(f"{where}: expected int, got {value!r}")
+        return value
+    raise ValueError(f"{where}: expected {getattr(base, '__name__', base)}, got {value!r}")
+
+
+def parse_overrides(args: Sequence[str]) -> dict[str, dict]:
+    """`section.field=value` or `--section.field value` -> {section: {field: value}} (YAML-typed values)."""
+    out: dict[str, dict] = {}
+    items = list(args)
+    i = 0
+    while i < len(items):
+        arg = items[i]
+        if arg.startswith("--") and "=" not in arg:
+            if i + 1 >= len(items):
+                raise ValueError(f"override {arg}: missing a value")
+            key, value = arg[2:], items[i + 1]
+            i += 2
+        else:
+            key, sep, value = arg.lstrip("-").partition("=")
+            if not sep:
+                raise ValueError(f"override {arg!r}: expected section.field=value")
+            i += 1
+        section, dot, name = key.partition(".")
+        if not dot:
+            raise ValueError(f"override {arg!r}: expected section.field=value")
+        out.setdefault(section, {})[name.replace("-", "_")] = yaml.safe_load(value) if value != "" else ""
+    return out
+
+
+def load_config(sections: Mapping[str, type], path: str | Path | None = None,
+                overrides: Sequence[str] = ()) -> dict[str, object]:
+    """Build one dataclass instance per section from a YAML file plus overrides; unknown keys are errors."""
+    raw: dict = {}
+    if path is not None:
+        with open(path, encoding="utf-8") as f:
+            raw = yaml.safe_load(f) or {}
+        if not isinstance(raw, dict):
+            raise ValueError(f"{path}: expected a mapping of sections {sorted(sections)}")
+    for section, values in parse_overrides(overrides).items():
+        raw.setdefault(section, {})
+        if raw[section] is None:
+            raw[section] = {}
+        raw[section].update(values)
+    unknown = sorted(set(raw) - set(sections))
+    if unknown:
+        raise ValueError(f"{path or 'config'}: unknown section {unknown[0]!r} (known: {sorted(sections)})")
+    out = {}
+    for section, cls in sections.items():
+        values = raw.get(section) or {}
+        hints = typing.get_type_hints(cls)
+        fields = {f.name for f in dataclasses.fields(cls)}
+        bad = sorted(set(values) - fields)
+        if bad:
+            raise ValueError(f"{path or 'config'}: unknown key {section}.{bad[0]} (known: {sorted(fields)})")
+        kwargs = {k: _coerce(v, hints[k], f"{section}.{k}") for k, v in values.items()}
+        out[section] = cls(**kwargs)
+    return out
+
+
+def config_to_dict(configs: Mapping[str, object]) -> dict:
+    return {name: dataclasses.asdict(cfg) for name, cfg in configs.items()}

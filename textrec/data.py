@@ -1,0 +1,368 @@
+"""Interaction tables and item catalogues, held as `datasets.Dataset` (Arrow), and their loaders.
+
+Every loader validates what it reads and fails with a `DataError` that names the file, the line (or row) and the
+field; nothing is dropped silently. Supported layouts:
+
+* RecBole atomic files (`<name>.inter`, `<name>.item`, headers like `item_id:token`),
+* GroupLens' original MovieLens-100k (`u.data`, `u.item`, `u.genre`),
+* generic CSV / TSV / JSONL / Parquet with a column mapping.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import datasets
+import numpy as np
+
+INTERACTION_COLUMNS = ("user_id", "item_id", "timestamp")
+
+
+class DataError(ValueError):
+    """Bad input data; the message names the file, the line or row, and the field."""
+
+
+@dataclass(frozen=True)
+class RecData:
+    """Interactions plus the item catalogue they refer to.
+
+    `interactions` has the columns user_id (str), item_id (str), timestamp (float64) and optionally rating
+    (float64), in file order. `items` has item_id (str) plus text fields (str); its row order defines the item
+    index used by models (row i <-> item index i).
+    """
+
+    interactions: datasets.Dataset
+    items: datasets.Dataset
+    source: str = ""
+
+    @cached_property
+    def item_ids(self) -> list[str]:
+        return list(self.items["item_id"])
+
+    @cached_property
+    def item_index(self) -> dict[str, int]:
+        return {item_id: i for i, item_id in enumerate(self.item_ids)}
+
+    @property
+    def num_items(self) -> int:
+        return len(self.items)
+
+    @property
+    def has_ratings(self) -> bool:
+        return "rating" in self.interactions.column_names
+
+    @property
+    def text_fields(self) -> list[str]:
+        return [c for c in self.items.column_names if c != "item_id"]
+
+    @cached_property
+    def arrays(self) -> InteractionArrays:
+        """Integer-coded interactions (users numbered by first appearance), for fast splitting and batching."""
+        table = self.interactions
+        user_ids, user_codes = np.unique(np.asarray(table["user_id"], dtype=object), return_inverse=True)
+        index = self.item_index
+        items = np.fromiter((index[i] for i in table["item_id"]), dtype=np.int64, count=len(table))
+        ratings = np.asarray(table["rating"], dtype=np.float64) if self.has_ratings else None
+        return InteractionArrays(
+            users=user_codes.astype(np.int64),
+            items=items,
+            timestamps=np.asarray(table["timestamp"], dtype=np.float64),
+            ratings=ratings,
+            user_ids=[str(u) for u in user_ids],
+        )
+
+    def select_interactions(self, rows: Sequence[int] | np.ndarray) -> RecData:
+        """The same catalogue with a subset of the interaction rows (kept in the given order)."""
+        return RecData(self.interactions.select(list(map(int, rows))), self.items, self.source)
+
+
+@dataclass(frozen=True)
+class InteractionArrays:
+    users: np.ndarray
+    items: np.ndarray
+    timestamps: np.ndarray
+    ratings: np.ndarray | None
+    user_ids: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Validation shared by all loaders
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Table:
+    """Columns read from one file, with a function that says where row i came from."""
+
+    path: str
+    columns: dict[str, list]
+    first_line: int  # line number of row 0 (text files) or 0 for row numbering (parquet)
+    unit: str = "line"
+
+    def where(self, row: int) -> str:
+        return f"{self.path}, {self.unit} {row + self.first_line}"
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values()))) if self.columns else 0
+
+
+def _require_columns(table: _Table, required: Sequence[str]) -> None:
+    if not table.columns or len(table) == 0:
+        raise DataError(f"{table.path}: the file has no data rows")
+    missing = [c for c in required if c not in table.columns]
+    if missing:
+        raise DataError(f"{table.path}: missing column {missing[0]!r} (columns found: {sorted(table.columns)})")
+
+
+def _as_float(table: _Table, name: str) -> list[float]:
+    out = []
+    for row, value in enumerate(table.columns[name]):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise DataError(f"{table.where(row)}: field {name!r} is not a number: {value!r}") from None
+        if math.isnan(number):
+            raise DataError(f"{table.where(row)}: field {name!r} is empty or NaN")
+        out.append(number)
+    return out
+
+
+def _as_id(table: _Table, name: str) -> list[str]:
+    out = []
+    for row, value in enumerate(table.columns[name]):
+        text = "" if value is None else str(value).strip()
+        if isinstance(value, float) and value.is_integer():
+            text = str(int(value))
+        if not text:
+            raise DataError(f"{table.where(row)}: field {name!r} is empty")
+        out.append(text)
+    return out
+
+
+def build_recdata(inter: _Table, items: _Table, text_fields: Sequence[str] | None = None) -> RecData:
+    """Validate two tables (already renamed to textrec's column names) and build a `RecData`."""
+    _require_columns(items, ["item_id"])
+    _require_columns(inter, INTERACTION_COLUMNS)
+    item_ids = _as_id(items, "item_id")
+    seen: dict[str, int] = {}
+    for row, item_id in enumerate(item_ids):
+        if item_id in seen:
+            raise DataError(
+                f"{items.path}: duplicate item id {item_id!r} ({items.unit}s {seen[item_id] + items.first_line} "
+                f"and {row + items.first_line})"
+            )
+        seen[item_id] = row
+    fields = list(text_fields) if text_fields is not None else [c for c in items.columns if c != "item_id"]
+    missing = [f for f in fields if f not in items.columns]
+    if missing:
+        raise DataError(f"{items.path}: missing column {missing[0]!r} (columns found: {sorted(items.columns)})")
+    item_columns = {"item_id": item_ids}
+    for name in fields:
+        item_columns[name] = ["" if v is None else str(v) for v in items.columns[name]]
+
+    inter_item = _as_id(inter, "item_id")
+    for row, item_id in enumerate(inter_item):
+        if item_id not in seen:
+            raise DataError(
+                f"{inter.where(row)}: field 'item_id': unknown item id {item_id!r} (not in the item catalogue "
+                f"{items.path})"
+            )
+    inter_columns: dict[str, list] = {
+        "user_id": _as_id(inter, "user_id"),
+        "item_id": inter_item,
+        "timestamp": _as_float(inter, "timestamp"),
+    }
+    features = {
+        "user_id": datasets.Value("string"),
+        "item_id": datasets.Value("string"),
+        "timestamp": datasets.Value("float64"),
+    }
+    if "rating" in inter.columns:
+        inter_columns["rating"] = _as_float(inter, "rating")
+        features["rating"] = datasets.Value("float64")
+    interactions = datasets.Dataset.from_dict(inter_columns, features=datasets.Features(features))
+    catalogue = datasets.Dataset.from_dict(
+        item_columns, features=datasets.Features({k: datasets.Value("string") for k in item_columns})
+    )
+    return RecData(interactions, catalogue, source=inter.path)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Readers
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _read_delimited(path: Path, delimiter: str, header: Sequence[str] | None, encoding: str = "utf-8") -> _Table:
+    """Read a delimited text file; `header=None` means the first line is the header."""
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    with open(path, newline="", encoding=encoding) as f:
+        reader = csv.reader(f, delimiter=delimiter, quoting=csv.QUOTE_NONE if delimiter != "," else csv.QUOTE_MINIMAL)
+        rows = list(reader)
+    first_line = 1
+    if header is None:
+        if not rows:
+            raise DataError(f"{path}: the file is empty")
+        header, rows = rows[0], rows[1:]
+        first_line = 2
+    columns: dict[str, list] = {name: [] for name in header}
+    names = list(header)
+    for i, row in enumerate(rows):
+        if not row:
+            raise DataError(f"{path}, line {i + first_line}: empty line")
+        if len(row) != len(names):
+            raise DataError(f"{path}, line {i + first_line}: expected {len(names)} fields, found {len(row)}")
+        for name, value in zip(names, row):
+            columns[name].append(value)
+    return _Table(str(path), columns if rows else {}, first_line)
+
+
+def _recbole_header(table: _Table) -> _Table:
+    """Strip RecBole's `name:type` suffixes from column names."""
+    return _Table(table.path, {k.split(":")[0]: v for k, v in table.columns.items()}, table.first_line)
+
+
+def load_recbole(directory: str | Path, name: str | None = None, text_fields: Sequence[str] | None = None) -> RecData:
+    """Load RecBole atomic files `<directory>/<name>.inter` and `<name>.item` (name defaults to the folder name)."""
+    directory = Path(directory)
+    name = name or directory.name
+    inter = _recbole_header(_read_delimited(directory / f"{name}.inter", "\t", None))
+    items = _recbole_header(_read_delimited(directory / f"{name}.item", "\t", None))
+    return build_recdata(inter, items, text_fields)
+
+
+def load_grouplens_100k(directory: str | Path) -> RecData:
+    """Load GroupLens' original ml-100k layout (`u.data`, `u.item`, `u.genre`) with RecBole-style item fields.
+
+    Items get `movie_title` (year removed), `release_year` and `class` (genre names, space separated), so the same
+    item template works for both layouts.
+    """
+    directory = Path(directory)
+    inter = _read_delimited(directory / "u.data", "\t", ["user_id", "item_id", "rating", "timestamp"])
+    genre_table = _read_delimited(directory / "u.genre", "|", ["name", "index"], encoding="latin-1")
+    genres = [g for g in genre_table.columns.get("name", [])]
+    header = ["item_id", "title", "release_date", "video_release_date", "url"] + [f"g{i}" for i in range(len(genres))]
+    raw = _read_delimited(directory / "u.item", "|", header, encoding="latin-1")
+    _require_columns(raw, ["item_id"])
+    titles, years, classes = [], [], []
+    for row in range(len(raw)):
+        title = raw.columns["title"][row].strip()
+        year = raw.columns["release_date"][row][-4:]
+        if title.endswith(")") and title[-6:-5] == "(" and title[-5:-1].isdigit():
+            title, year = title[:-6].strip(), title[-5:-1]
+        flags = [raw.columns[f"g{i}"][row] for i in range(len(genres))]
+        bad = [f for f in flags if f not in ("0", "1")]
+        if bad:
+            raise DataError(f"{raw.where(row)}: genre flag is not 0/1: {bad[0]!r}")
+        titles.append(title)
+        years.append(year)
+        classes.append(" ".join(g for g, f in zip(genres, flags) if f == "1"))
+    items = _Table(
+        raw.path,
+        {"item_id": raw.columns["item_id"], "movie_title": titles, "release_year": years, "class": classes},
+        raw.first_line,
+    )
+    return build_recdata(inter, items)
+
+
+def _read_any(path: Path) -> _Table:
+    """CSV, TSV, JSON lines or Parquet, chosen by file extension."""
+    suffix = path.suffix.lower()
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    if suffix in (".csv", ".tsv"):
+        return _read_delimited(path, "," if suffix == ".csv" else "\t", None)
+    if suffix in (".jsonl", ".json"):
+        import json
+
+        columns: dict[str, list] = {}
+        rows = []
+        with open(path, encoding="utf-8") as f:
+            for line_no, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DataError(f"{path}, line {line_no}: not valid JSON ({e.msg})") from None
+                if not isinstance(record, dict):
+                    raise DataError(f"{path}, line {line_no}: expected a JSON object")
+                rows.append((line_no, record))
+        names = sorted({k for _, r in rows for k in r})
+        for name in names:
+            columns[name] = [r.get(name) for _, r in rows]
+        # JSON lines may skip blank lines, so keep the true line numbers via a lookup table.
+        table = _Table(str(path), columns, 0)
+        return _LinedTable(table.path, table.columns, 0, lines=[n for n, _ in rows])
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        data = pq.read_table(path).to_pydict()
+        return _Table(str(path), data if data and len(next(iter(data.values()))) else {}, 1, unit="row")
+    raise DataError(f"{path}: unsupported file type {suffix!r} (use .csv, .tsv, .jsonl or .parquet)")
+
+
+@dataclass(frozen=True)
+class _LinedTable(_Table):
+    lines: list[int] = field(default_factory=list)
+
+    def where(self, row: int) -> str:
+        return f"{self.path}, line {self.lines[row]}"
+
+
+def _rename(table: _Table, mapping: Mapping[str, str], what: str) -> _Table:
+    """Rename file columns to textrec names; `mapping` is textrec name -> file column name."""
+    columns = dict(table.columns)
+    for ours, theirs in mapping.items():
+        if theirs == ours or not table.columns:
+            continue
+        if theirs not in columns:
+            raise DataError(
+                f"{table.path}: missing column {theirs!r} (mapped to {what} field {ours!r}; "
+                f"columns found: {sorted(table.columns)})"
+            )
+        columns[ours] = columns.pop(theirs)
+    return type(table)(**{**table.__dict__, "columns": columns})
+
+
+def load_tabular(
+    interactions_path: str | Path,
+    items_path: str | Path,
+    columns: Mapping[str, str] | None = None,
+    item_columns: Mapping[str, str] | None = None,
+    text_fields: Sequence[str] | None = None,
+) -> RecData:
+    """Load interactions and items from CSV / TSV / JSONL / Parquet files.
+
+    `columns` maps textrec's interaction fields (user_id, item_id, timestamp, rating) to the file's column names;
+    `item_columns` maps `item_id` likewise for the item file. `text_fields` (default: every other item column) are
+    the item fields available to the text template.
+    """
+    inter = _rename(_read_any(Path(interactions_path)), dict(columns or {}), "interaction")
+    items = _rename(_read_any(Path(items_path)), dict(item_columns or {}), "item")
+    return build_recdata(inter, items, text_fields)
+
+
+def load_data(
+    format: str,
+    path: str | Path,
+    name: str | None = None,
+    items_path: str | Path | None = None,
+    columns: Mapping[str, str] | None = None,
+    item_columns: Mapping[str, str] | None = None,
+) -> RecData:
+    """Dispatch on `format` in {"recbole", "grouplens", "tabular"}."""
+    if format == "recbole":
+        return load_recbole(path, name)
+    if format == "grouplens":
+        return load_grouplens_100k(path)
+    if format == "tabular":
+        if items_path is None:
+            raise DataError("format 'tabular' needs items_path (the item catalogue file)")
+        return load_tabular(path, items_path, columns, item_columns)
+    raise ValueError(f"format: unknown data format {format!r} (expected recbole, grouplens or tabular)")

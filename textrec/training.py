@@ -1,0 +1,158 @@
+"""Per-batch training objectives (no loop here: the recipes own their loops).
+
+Cost model on a CPU: running the language model over every history item at every step is far too slow, so
+history items read *cached* pooled text vectors, refreshed every `cache_refresh_steps` optimizer steps, while the
+candidate items of a batch (at most `max_live_items` of them, chosen at random) are encoded live with gradients.
+The trade-off: history vectors lag the LoRA weights by up to one refresh period, and the encoder learns only from
+candidate items; in exchange a step costs `max_live_items` encoder passes instead of B x L. With a frozen encoder
+the cache is computed once and training is as fast as an ID model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from textrec.features import HistoryText, ItemTokens, pad_histories
+from textrec.losses import InBatchSoftmaxLoss, RatingMSELoss, SampledBCELoss, log_sampling_probability
+from textrec.model import TwoTowerModel
+
+LOSSES = ("softmax", "bce", "mse")
+
+
+class TextVectorCache:
+    """Pooled text vectors [N, H] of every item, refreshed on a schedule; checkpointable (state_dict)."""
+
+    def __init__(self):
+        self.vectors: torch.Tensor | None = None
+        self.refreshed_at: int = -1
+
+    def due(self, step: int, every: int) -> bool:
+        return self.vectors is None or (every > 0 and step - self.refreshed_at >= every)
+
+    def refresh(self, vectors: torch.Tensor, step: int) -> None:
+        self.vectors = vectors.detach()
+        self.refreshed_at = step
+
+    def state_dict(self) -> dict:
+        return {"vectors": self.vectors, "refreshed_at": torch.tensor(self.refreshed_at)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.vectors = state["vectors"]
+        self.refreshed_at = int(state["refreshed_at"])
+
+
+def encoder_is_trainable(model: TwoTowerModel) -> bool:
+    return model.has_text and any(p.requires_grad for p in model.item_encoder.parameters())
+
+
+class TrainingObjective(nn.Module):
+    """Wraps a `TwoTowerModel` and computes the loss of one batch in `forward`, so that DDP sees every
+    parameter use through one forward call.
+
+    loss: "softmax" (in-batch sampled softmax, logQ-corrected, plus `num_negatives` uniform extra negatives),
+    "bce" (each positive against `num_negatives` uniform negatives), or "mse" (ratings).
+    """
+
+    def __init__(self, model: TwoTowerModel, item_tokens: ItemTokens | None, item_freq: torch.Tensor,
+                 loss: str = "softmax", logq_correction: bool = True, num_negatives: int = 0,
+                 max_live_items: int = 64, history_text: HistoryText | None = None):
+        super().__init__()
+        if loss not in LOSSES:
+            raise ValueError(f"loss: expected one of {LOSSES}, got {loss!r}")
+        if loss == "bce" and num_negatives < 1:
+            raise ValueError("num_negatives: the bce loss needs at least 1 sampled negative")
+        self.model = model
+        self.item_tokens = item_tokens
+        self.register_buffer("item_freq", item_freq.float() / item_freq.sum().clamp_min(1), persistent=False)
+        self.loss_name = loss
+        self.softmax = InBatchSoftmaxLoss(logq_correction)
+        self.bce = SampledBCELoss()
+        self.mse = RatingMSELoss()
+        self.num_negatives = num_negatives
+        self.max_live_items = max_live_items
+        self.history_text = history_text
+
+    # ----- item vectors for a set of item indices -----
+    def item_vectors(self, ids: torch.Tensor, cache: TextVectorCache | None, rng: np.random.Generator | None):
+        """Vectors of items `ids`: cached text vectors, with up to `max_live_items` of them encoded live."""
+        model = self.model
+        if not model.has_text:
+            return model.item_vectors(ids)
+        text = cache.vectors.to(ids.device)[ids].clone()
+        if self.training and rng is not None and self.max_live_items > 0 and encoder_is_trainable(model):
+            unique = torch.unique(ids)
+            take = min(self.max_live_items, len(unique))
+            live_items = unique[torch.as_tensor(rng.choice(len(unique), size=take, replace=False))]
+            input_ids, mask = self.item_tokens.batch(live_items.tolist(), device=ids.device)
+            live = model.item_text_vectors(input_ids, mask)
+            position = torch.searchsorted(unique, ids)
+            slot = torch.full((len(unique),), -1, dtype=torch.long, device=ids.device)
+            slot[torch.searchsorted(unique, live_items)] = torch.arange(take, device=ids.device)
+            use_live = slot[position] >= 0
+            text = text.to(live.dtype)
+            text[use_live] = live[slot[position][use_live]]
+        return model.item_vectors(ids, text)
+
+    # ----- the batch loss -----
+    def forward(self, inputs: torch.Tensor, targets: torch.Tensor, ratings: torch.Tensor | None = None,
+                cache: TextVectorCache | None = None, seed: int = 0, histories=None) -> torch.Tensor:
+        """inputs/targets [B, L]: left-padded windows (target -1 = no target at that position). For the text
+        user tower, `histories` (one list of item indices per row) replaces `inputs` and targets is [B, 1]."""
+        rng = np.random.default_rng(seed)
+        model = self.model
+        valid = targets >= 0
+        target_ids = targets[valid]
+        if model.user_tower == "sequence":
+            mask = inputs >= 0
+            history = self.item_vectors(inputs.clamp_min(0), cache, None)
+            users = model.user_states(history * mask.unsqueeze(-1), mask)[valid]
+        else:
+            input_ids, attn = self.history_text.tokenize(histories, device=targets.device)
+            users = model.encode_users_text(input_ids, attn)
+        if self.loss_name == "softmax":
+            return self._softmax(users, target_ids, cache, rng)
+        if self.loss_name == "bce":
+            return self._bce(users, target_ids, cache, rng)
+        positives = self.item_vectors(target_ids, cache, rng)
+        scores = model.score_pairs(users, positives.unsqueeze(1))[:, 0]
+        return self.mse(model.predict_rating(scores), ratings[valid])
+
+    def _uniform(self, count: int, rng: np.random.Generator, device) -> torch.Tensor:
+        return torch.as_tensor(rng.integers(0, self.model.num_items, size=count), device=device)
+
+    def _softmax(self, users, target_ids, cache, rng):
+        extra = self._uniform(self.num_negatives, rng, target_ids.device)
+        candidates, columns = torch.unique(torch.cat([target_ids, extra]), return_inverse=True)
+        logits = self.model.score(users, self.item_vectors(candidates, cache, rng))
+        log_q = log_sampling_probability(candidates, self.item_freq, len(target_ids), self.num_negatives)
+        return self.softmax(logits, columns[: len(target_ids)], candidates, target_ids, log_q)
+
+    def _bce(self, users, target_ids, cache, rng):
+        negatives = self._uniform(len(target_ids) * self.num_negatives, rng, target_ids.device)
+        negatives = negatives.view(len(target_ids), self.num_negatives)
+        candidates, columns = torch.unique(torch.cat([target_ids, negatives.flatten()]), return_inverse=True)
+        vectors = self.item_vectors(candidates, cache, rng)
+        pos = self.model.score_pairs(users, vectors[columns[: len(target_ids)]].unsqueeze(1))[:, 0]
+        neg_vectors = vectors[columns[len(target_ids) :]].view(len(target_ids), self.num_negatives, -1)
+        neg = self.model.score_pairs(users, neg_vectors)
+        return self.bce(pos, neg, negatives != target_ids[:, None])
+
+
+def collate_windows(windows, max_len: int, ratings=None, device=None):
+    """Windows of item indices -> (inputs [B, L], targets [B, L], ratings [B, L] or None), left-padded with -1."""
+    inputs, _ = pad_histories([w[:-1] for w in windows], max_len)
+    targets, tmask = pad_histories([w[1:] for w in windows], max_len)
+    in_mask = pad_histories([w[:-1] for w in windows], max_len)[1]
+    inputs = inputs.masked_fill(~in_mask, -1)
+    targets = targets.masked_fill(~tmask, -1)
+    rating_tensor = None
+    if ratings is not None:
+        values = [torch.as_tensor(r[1:], dtype=torch.float32) for r in ratings]
+        rating_tensor = torch.zeros(targets.shape)
+        for i, v in enumerate(values):
+            v = v[-targets.shape[1]:]
+            if len(v):
+                rating_tensor[i, -len(v):] = v
+    return inputs.to(device), targets.to(device), None if rating_tensor is None else rating_tensor.to(device)
