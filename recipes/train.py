@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
+import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -63,23 +65,30 @@ class TrainingConfig:
     mixed_precision: str = field(default="no", metadata={"help": "no | fp16 | bf16"})
     loss: str = field(default="softmax", metadata={"help": "softmax (in-batch, logQ) | bce | mse (ratings)"})
     logq_correction: bool = field(default=True, metadata={"help": "subtract log sampling probability (Yi 2019)"})
-    num_negatives: int = field(default=0, metadata={"help": "extra uniformly sampled negatives per batch (bce: "
-                                                             "per positive)"})
-    max_live_items: int = field(default=64, metadata={"help": "candidate items encoded live (with gradient) per "
-                                                              "step; the rest read the cache"})
-    cache_refresh_steps: int = field(default=50, metadata={"help": "recompute cached item text vectors every N "
-                                                                   "optimizer steps (trainable encoder only)"})
+    num_negatives: int = field(
+        default=0, metadata={"help": "extra uniformly sampled negatives per batch (bce: per positive)"}
+    )
+    max_live_items: int = field(
+        default=64, metadata={"help": "candidate items encoded live (with gradient) per step; the rest read the cache"}
+    )
+    cache_refresh_steps: int = field(
+        default=50,
+        metadata={"help": "recompute cached item text vectors every N optimizer steps (trainable encoder only)"},
+    )
     targets_per_user: int = field(default=4, metadata={"help": "text user tower: training targets per user/epoch"})
     eval_batch_size: int = field(default=256, metadata={"help": "events per evaluation batch"})
     patience: int = field(default=3, metadata={"help": "early stopping: epochs without validation NDCG@10 gain"})
-    checkpoint_every: int = field(default=200, metadata={"help": "save a resumable checkpoint every N steps (0: "
-                                                                 "only at epoch ends)"})
+    checkpoint_every: int = field(
+        default=200, metadata={"help": "save a resumable checkpoint every N steps (0: only at epoch ends)"}
+    )
     keep_checkpoints: int = field(default=2, metadata={"help": "checkpoints kept on disk"})
     log_with: str | None = field(default=None, metadata={"help": "accelerate tracker, e.g. tensorboard"})
 
     def __post_init__(self):
         if self.scheduler not in ("constant", "linear", "cosine", "plateau"):
-            raise ValueError(f"training.scheduler: expected constant, linear, cosine or plateau, got {self.scheduler!r}")
+            raise ValueError(
+                f"training.scheduler: expected constant, linear, cosine or plateau, got {self.scheduler!r}"
+            )
         if self.mixed_precision not in ("no", "fp16", "bf16"):
             raise ValueError(f"training.mixed_precision: expected no, fp16 or bf16, got {self.mixed_precision!r}")
         for name in ("epochs", "batch_size", "gradient_accumulation_steps", "eval_batch_size"):
@@ -128,6 +137,8 @@ def save_checkpoint(accelerator, output_dir: Path, step: int, keep: int):
     accelerator.save_state(str(tmp))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        if (output_dir / "best_model").exists():  # the best-so-far model is part of the resumable state
+            shutil.copytree(output_dir / "best_model", tmp / "best_model")
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)
@@ -137,6 +148,7 @@ def save_checkpoint(accelerator, output_dir: Path, step: int, keep: int):
 
 
 def main():
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     cfg = parse_args()
     data_cfg, model_cfg, train_cfg = cfg["data"], cfg["model"], cfg["training"]
     output_dir = Path(train_cfg.output_dir)
@@ -146,6 +158,8 @@ def main():
         log_with=train_cfg.log_with,
         project_dir=str(output_dir),
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        # Several processes without a GPU: accelerate needs cpu=True to form a gloo group (MULTI_CPU).
+        cpu=not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1,
     )
     set_seed(train_cfg.seed)
 
@@ -155,22 +169,34 @@ def main():
     split = leave_one_out(data)
     template = item_template(data, data_cfg)
     texts = template.render_all(data.items)
-    logger.info(f"{data.source}: {len(data.interactions)} interactions, {data.num_items} items, "
-                f"{len(split.train)} users, {len(split.test)} test events", main_process_only=True)
+    logger.info(
+        f"{data.source}: {len(data.interactions)} interactions, {data.num_items} items, "
+        f"{len(split.train)} users, {len(split.test)} test events",
+        main_process_only=True,
+    )
 
     # 2. Model
     model, tokenizer = build_model(model_cfg, data.num_items)
     tokens = item_tokens(texts, tokenizer, model_cfg, model) if model.has_text else None
     hist_text = history_text(texts, tokenizer, model_cfg)
     freq = torch.as_tensor(popularity_scores(split.train, data.num_items), dtype=torch.float32) + 1.0
-    objective = TrainingObjective(model, tokens, freq, train_cfg.loss, train_cfg.logq_correction,
-                                  train_cfg.num_negatives, train_cfg.max_live_items, hist_text)
+    objective = TrainingObjective(
+        model,
+        tokens,
+        freq,
+        train_cfg.loss,
+        train_cfg.logq_correction,
+        train_cfg.num_negatives,
+        train_cfg.max_live_items,
+        hist_text,
+    )
 
     # 3. Training examples: windows of each user's training sequence (sequence tower) or (user, position) pairs
     if model.user_tower == "sequence":
         windows = sequence_windows(split.train, model_cfg.max_history)
-        rating_windows = sequence_windows(split.train_ratings, model_cfg.max_history) if train_cfg.loss == "mse" \
-            else None
+        rating_windows = (
+            sequence_windows(split.train_ratings, model_cfg.max_history) if train_cfg.loss == "mse" else None
+        )
         num_examples = len(windows)
     else:
         num_examples = sum(1 for s in split.train if len(s) >= 2) * train_cfg.targets_per_user
@@ -191,9 +217,12 @@ def main():
     else:
         from transformers import get_scheduler
 
-        scheduler = get_scheduler(train_cfg.scheduler if train_cfg.scheduler != "constant" else
-                                  "constant_with_warmup", optimizer, num_warmup_steps=train_cfg.warmup_steps,
-                                  num_training_steps=max(1, total_steps))
+        scheduler = get_scheduler(
+            train_cfg.scheduler if train_cfg.scheduler != "constant" else "constant_with_warmup",
+            optimizer,
+            num_warmup_steps=train_cfg.warmup_steps,
+            num_training_steps=max(1, total_steps),
+        )
 
     # 5. Accelerate
     objective, optimizer = accelerator.prepare(objective, optimizer)
@@ -206,8 +235,13 @@ def main():
     resume_from = latest_checkpoint(output_dir)
     if resume_from is not None:
         accelerator.load_state(str(resume_from))
-        logger.info(f"resumed from {resume_from} (epoch {state.epoch}, step {state.global_step})",
-                    main_process_only=True)
+        if accelerator.is_main_process and (resume_from / "best_model").exists():
+            shutil.rmtree(output_dir / "best_model", ignore_errors=True)
+            shutil.copytree(resume_from / "best_model", output_dir / "best_model")
+        accelerator.wait_for_everyone()
+        logger.info(
+            f"resumed from {resume_from} (epoch {state.epoch}, step {state.global_step})", main_process_only=True
+        )
     if train_cfg.log_with:
         accelerator.init_trackers("textrec", config=_flat(config_to_dict(cfg)))
     trainable = model.trainable_parameters()
@@ -215,12 +249,16 @@ def main():
 
     def refresh_cache():
         if model.has_text:
-            cache.refresh(compute_text_vectors(model, tokens, train_cfg.eval_batch_size, accelerator, None),
-                          state.global_step)
+            cache.refresh(
+                compute_text_vectors(model, tokens, train_cfg.eval_batch_size, accelerator, None), state.global_step
+            )
 
     def item_vectors_now():
-        text = compute_text_vectors(model, tokens, train_cfg.eval_batch_size, accelerator,
-                                    "encoding items") if model.has_text else None
+        text = (
+            compute_text_vectors(model, tokens, train_cfg.eval_batch_size, accelerator, "encoding items")
+            if model.has_text
+            else None
+        )
         return compute_item_vectors(model, text, data.num_items)
 
     # 6. Train
@@ -228,29 +266,49 @@ def main():
     cache_refresh = train_cfg.cache_refresh_steps if encoder_is_trainable(model) else 0
     started = time.perf_counter() - state.train_seconds
     while state.epoch < train_cfg.epochs and not state.done:
-        batches = epoch_batches(num_examples, train_cfg.batch_size, train_cfg.seed, state.epoch,
-                                accelerator.process_index, accelerator.num_processes)
+        batches = epoch_batches(
+            num_examples,
+            train_cfg.batch_size,
+            train_cfg.seed,
+            state.epoch,
+            accelerator.process_index,
+            accelerator.num_processes,
+        )
         if model.user_tower == "text":
             examples = _text_examples(split.train, train_cfg.targets_per_user, train_cfg.seed, state.epoch)
         objective.train()
-        bar = tqdm(total=len(batches), initial=state.step_in_epoch, desc=f"epoch {state.epoch}",
-                   disable=not accelerator.is_local_main_process)
-        for batch in batches[state.step_in_epoch:]:
+        bar = tqdm(
+            total=len(batches),
+            initial=state.step_in_epoch,
+            desc=f"epoch {state.epoch}",
+            disable=not accelerator.is_local_main_process,
+        )
+        for batch in batches[state.step_in_epoch :]:
             if cache.due(state.global_step, cache_refresh):
                 refresh_cache()
             with accelerator.accumulate(objective):
                 if model.user_tower == "sequence":
                     inputs, targets, ratings = collate_windows(
-                        [windows[i] for i in batch], model_cfg.max_history,
-                        [rating_windows[i] for i in batch] if rating_windows else None, accelerator.device)
-                    loss = objective(inputs, targets, ratings, cache=cache,
-                                     seed=train_cfg.seed * 1_000_003 + state.micro_step)
+                        [windows[i] for i in batch],
+                        model_cfg.max_history,
+                        [rating_windows[i] for i in batch] if rating_windows else None,
+                        accelerator.device,
+                    )
+                    loss = objective(
+                        inputs, targets, ratings, cache=cache, seed=train_cfg.seed * 1_000_003 + state.micro_step
+                    )
                     state.examples += int((targets >= 0).sum()) * accelerator.num_processes
                 else:
                     chosen = [examples[i] for i in batch]
                     targets = torch.as_tensor([[t] for _, t in chosen], device=accelerator.device)
-                    loss = objective(None, targets, None, cache=cache, seed=train_cfg.seed * 1_000_003
-                                     + state.micro_step, histories=[h for h, _ in chosen])
+                    loss = objective(
+                        None,
+                        targets,
+                        None,
+                        cache=cache,
+                        seed=train_cfg.seed * 1_000_003 + state.micro_step,
+                        histories=[h for h, _ in chosen],
+                    )
                     state.examples += len(chosen) * accelerator.num_processes
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and train_cfg.max_grad_norm > 0:
@@ -266,11 +324,14 @@ def main():
                 state.global_step += 1
                 bar.set_postfix(loss=f"{loss.item():.4f}")
                 if train_cfg.log_with:
-                    accelerator.log({"train/loss": loss.item(), "train/lr": optimizer.param_groups[0]["lr"]},
-                                    step=state.global_step)
+                    accelerator.log(
+                        {"train/loss": loss.item(), "train/lr": optimizer.param_groups[0]["lr"]},
+                        step=state.global_step,
+                    )
                 state.train_seconds = time.perf_counter() - started
                 out_of_budget = (0 < train_cfg.max_steps <= state.global_step) or (
-                    train_cfg.max_train_minutes > 0 and state.train_seconds > 60 * train_cfg.max_train_minutes)
+                    train_cfg.max_train_minutes > 0 and state.train_seconds > 60 * train_cfg.max_train_minutes
+                )
                 if out_of_budget:
                     state.done = True
                     break
@@ -279,14 +340,30 @@ def main():
         bar.close()
 
         # 7. Validate at the end of each epoch (or when the budget ends); early stopping on NDCG@10
-        valid = evaluate(model, split.valid, item_vectors_now(), mask_history=True,
-                         batch_size=train_cfg.eval_batch_size, history_text=hist_text, accelerator=accelerator)
+        valid = evaluate(
+            model,
+            split.valid,
+            item_vectors_now(),
+            mask_history=True,
+            batch_size=train_cfg.eval_batch_size,
+            history_text=hist_text,
+            accelerator=accelerator,
+        )
         epoch_seconds = state.train_seconds / (state.epoch + (state.step_in_epoch / max(1, len(batches))))
-        state.curve.append({"epoch": state.epoch, "step": state.global_step, "loss": float(loss.item()),
-                            "valid_ndcg@10": valid["ndcg@10"], "train_seconds": state.train_seconds})
-        logger.info(f"epoch {state.epoch}: valid NDCG@10 {valid['ndcg@10']:.4f} Recall@10 {valid['recall@10']:.4f} "
-                    f"({state.train_seconds:.0f}s, {state.examples / max(state.train_seconds, 1e-9):.0f} ex/s)",
-                    main_process_only=True)
+        state.curve.append(
+            {
+                "epoch": state.epoch,
+                "step": state.global_step,
+                "loss": float(loss.item()),
+                "valid_ndcg@10": valid["ndcg@10"],
+                "train_seconds": state.train_seconds,
+            }
+        )
+        logger.info(
+            f"epoch {state.epoch}: valid NDCG@10 {valid['ndcg@10']:.4f} Recall@10 {valid['recall@10']:.4f} "
+            f"({state.train_seconds:.0f}s, {state.examples / max(state.train_seconds, 1e-9):.0f} ex/s)",
+            main_process_only=True,
+        )
         if train_cfg.log_with:
             accelerator.log({f"valid/{k}": v for k, v in valid.items()}, step=state.global_step)
         if train_cfg.scheduler == "plateau":
@@ -294,8 +371,14 @@ def main():
         if valid["ndcg@10"] > state.best:
             state.best, state.bad_epochs = valid["ndcg@10"], 0
             if accelerator.is_main_process:
-                save_pretrained(accelerator.unwrap_model(objective).model, best_dir, model_cfg, data.item_ids,
-                                tokenizer=tokenizer, item_template=template.template)
+                save_pretrained(
+                    accelerator.unwrap_model(objective).model,
+                    best_dir,
+                    model_cfg,
+                    data.item_ids,
+                    tokenizer=tokenizer,
+                    item_template=template.template,
+                )
         else:
             state.bad_epochs += 1
             state.done = state.done or state.bad_epochs >= train_cfg.patience
@@ -309,11 +392,19 @@ def main():
     vectors = item_vectors_now()
     results = {}
     for mask in (True, False):
-        results[f"test_mask={mask}"] = evaluate(model, split.test, vectors, mask_history=mask,
-                                                batch_size=train_cfg.eval_batch_size, history_text=hist_text,
-                                                accelerator=accelerator, with_ratings=train_cfg.loss == "mse")
-        results[f"popularity_mask={mask}"] = evaluate_scores(popularity_scores(split.train, data.num_items),
-                                                             split.test, mask_history=mask)
+        results[f"test_mask={mask}"] = evaluate(
+            model,
+            split.test,
+            vectors,
+            mask_history=mask,
+            batch_size=train_cfg.eval_batch_size,
+            history_text=hist_text,
+            accelerator=accelerator,
+            with_ratings=train_cfg.loss == "mse",
+        )
+        results[f"popularity_mask={mask}"] = evaluate_scores(
+            popularity_scores(split.train, data.num_items), split.test, mask_history=mask
+        )
     epochs_run = state.epoch if state.step_in_epoch == 0 else state.epoch + 1
     summary = {
         "protocol": "E1 leave-one-out, full ranking, pessimistic ties",
@@ -333,11 +424,20 @@ def main():
     # 9. Save: the model folder, metrics, curves, summary table
     if accelerator.is_main_process:
         metrics = {f"test_{k}": v for k, v in results["test_mask=True"].items()}
-        save_pretrained(model, output_dir / "model", model_cfg, data.item_ids, tokenizer=tokenizer,
-                        item_template=template.template, metrics=metrics,
-                        extra_config={"protocol": summary["protocol"] + ", history masked",
-                                      "dataset": data_cfg.name or Path(data_cfg.path).name,
-                                      "framework_versions": framework_versions()})
+        save_pretrained(
+            model,
+            output_dir / "model",
+            model_cfg,
+            data.item_ids,
+            tokenizer=tokenizer,
+            item_template=template.template,
+            metrics=metrics,
+            extra_config={
+                "protocol": summary["protocol"] + ", history masked",
+                "dataset": data_cfg.name or Path(data_cfg.path).name,
+                "framework_versions": framework_versions(),
+            },
+        )
         atomic_write_text(output_dir / "metrics.json", json.dumps(summary, indent=2))
         _plot_curve(state.curve, output_dir / "curves.png")
         print(_summary_table(summary))
@@ -368,20 +468,29 @@ def _flat(d: dict, prefix: str = "") -> dict:
 
 
 def _summary_table(summary: dict) -> str:
-    lines = ["", "| model | mask_history | NDCG@10 | Recall@10 | MRR@10 | NDCG@20 | Recall@20 | events |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "",
+        "| model | mask_history | NDCG@10 | Recall@10 | MRR@10 | NDCG@20 | Recall@20 | events |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name, label in (("test", "textrec"), ("popularity", "popularity")):
         for mask in (True, False):
             m = summary["results"][f"{name}_mask={mask}"]
-            lines.append(f"| {label} | {mask} | {m['ndcg@10']:.4f} | {m['recall@10']:.4f} | {m['mrr@10']:.4f} | "
-                         f"{m['ndcg@20']:.4f} | {m['recall@20']:.4f} | {m['n_events']} |")
-    lines.append(f"\nbest valid NDCG@10 {summary['best_valid_ndcg@10']:.4f}; {summary['epochs']} epochs, "
-                 f"{summary['optimizer_steps']} steps, {summary['train_seconds']:.0f}s training, "
-                 f"{summary['epoch_seconds']:.1f}s/epoch, {summary['examples_per_second']:.0f} examples/s, "
-                 f"{summary['trainable_params']:,} trainable parameters")
+            lines.append(
+                f"| {label} | {mask} | {m['ndcg@10']:.4f} | {m['recall@10']:.4f} | {m['mrr@10']:.4f} | "
+                f"{m['ndcg@20']:.4f} | {m['recall@20']:.4f} | {m['n_events']} |"
+            )
+    lines.append(
+        f"\nbest valid NDCG@10 {summary['best_valid_ndcg@10']:.4f}; {summary['epochs']} epochs, "
+        f"{summary['optimizer_steps']} steps, {summary['train_seconds']:.0f}s training, "
+        f"{summary['epoch_seconds']:.1f}s/epoch, {summary['examples_per_second']:.0f} examples/s, "
+        f"{summary['trainable_params']:,} trainable parameters"
+    )
     if "rmse" in summary["results"]["test_mask=True"]:
-        lines.append(f"ratings: RMSE {summary['results']['test_mask=True']['rmse']:.4f}, "
-                     f"MAE {summary['results']['test_mask=True']['mae']:.4f}")
+        lines.append(
+            f"ratings: RMSE {summary['results']['test_mask=True']['rmse']:.4f}, "
+            f"MAE {summary['results']['test_mask=True']['mae']:.4f}"
+        )
     return "\n".join(lines)
 
 

@@ -24,8 +24,9 @@ logger = logging.getLogger(__name__)
 
 def load_recdata(cfg: DataConfig) -> RecData:
     if cfg.format == "synthetic":
-        return make_synthetic(num_users=cfg.synthetic_users, num_items=cfg.synthetic_items,
-                              drift=cfg.synthetic_drift, seed=cfg.seed)
+        return make_synthetic(
+            num_users=cfg.synthetic_users, num_items=cfg.synthetic_items, drift=cfg.synthetic_drift, seed=cfg.seed
+        )
     return load_data(cfg.format, cfg.path, cfg.name, cfg.items_path, cfg.columns, cfg.item_columns)
 
 
@@ -46,8 +47,9 @@ def build_text_encoder(cfg: ModelConfig, base=None, tokenizer=None):
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     pooling = default_pooling(base.config.model_type) if cfg.pooling == "auto" else cfg.pooling
-    trainable = apply_train_mode(base, cfg.train_mode, cfg.top_layers, cfg.lora_r, cfg.lora_alpha,
-                                 cfg.lora_dropout, cfg.lora_target_modules)
+    trainable = apply_train_mode(
+        base, cfg.train_mode, cfg.top_layers, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules
+    )
     return TextEncoder(trainable, pooling), tokenizer
 
 

@@ -18,6 +18,9 @@ def model_card(config: dict) -> str:
     metrics = config.get("metrics") or {}
     rows = "\n".join(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items())
     model = config["model"]
+    item_tower = f"text through `{base}`" if base else "item ids only"
+    if base and model.get("id_embedding"):
+        item_tower += " + id embedding"
     versions = "\n".join(f"- {k}: {v}" for k, v in (config.get("framework_versions") or {}).items())
     return f"""---
 {yaml.safe_dump(front, sort_keys=False).strip()}
@@ -25,7 +28,7 @@ def model_card(config: dict) -> str:
 
 # textrec two-tower recommender
 
-Item tower: {"text through `" + base + "`" if base else "item ids only"}{" + id embedding" if model.get("id_embedding") and base else ""}.
+Item tower: {item_tower}.
 User tower: `{model["user_tower"]}`. Scores: {model["similarity"]} / temperature {model["temperature"]}.
 Encoder training: `{model["train_mode"]}` (the base encoder is not stored here; only adapters and small heads).
 

@@ -29,11 +29,14 @@ class DataConfig:
     """Which interactions and items to read, and how to render item text."""
 
     format: str = _help("recbole | grouplens | tabular | synthetic", "recbole")
-    path: str = _help("folder of the data (recbole: holds <name>.inter/.item) or the interactions file", "data/ml-100k")
+    path: str = _help(
+        "folder of the data (recbole: holds <name>.inter/.item) or the interactions file", "data/ml-100k"
+    )
     name: str | None = _help("recbole dataset name (default: the folder name)", None)
     items_path: str | None = _help("tabular only: the item catalogue file", None)
-    columns: dict = _help("tabular only: textrec field -> interaction file column (user_id, item_id, timestamp, "
-                          "rating)", {})
+    columns: dict = _help(
+        "tabular only: textrec field -> interaction file column (user_id, item_id, timestamp, rating)", {}
+    )
     item_columns: dict = _help("tabular only: {'item_id': <item file column>}", {})
     item_template: str | None = _help("str.format template over item fields; None = a default for the fields", None)
     synthetic_users: int = _help("synthetic only: number of users", 200)
@@ -52,18 +55,21 @@ class DataConfig:
 class ModelConfig:
     """The towers: encoder, pooling, LoRA, user tower and scoring."""
 
-    encoder: str | None = _help("text encoder: minilm | smollm2-135m | a Hub id | a local folder; null = ID-only",
-                                "minilm")
+    encoder: str | None = _help(
+        "text encoder: minilm | smollm2-135m | a Hub id | a local folder; null = ID-only", "minilm"
+    )
     revision: str | None = _help("revision of a Hub encoder (recorded in the artifact)", None)
     pooling: str = _help("auto | cls | mean | last (auto: last for decoder-only models, mean otherwise)", "auto")
     max_item_tokens: int = _help("item text is truncated to this many tokens", 32)
-    user_tower: str = _help("sequence (transformer over history item vectors) | text (history rendered as text)",
-                            "sequence")
+    user_tower: str = _help(
+        "sequence (transformer over history item vectors) | text (history rendered as text)", "sequence"
+    )
     share_encoder: bool = _help("text user tower: share the item tower's encoder and adapter", True)
     history_text_items: int = _help("text user tower: how many recent items are rendered", 10)
     max_history_tokens: int = _help("text user tower: history text is truncated (oldest first) to this", 256)
-    id_embedding: bool = _help("add a learned per-item id embedding to the item vector (ID-only if encoder=null)",
-                               False)
+    id_embedding: bool = _help(
+        "add a learned per-item id embedding to the item vector (ID-only if encoder=null)", False
+    )
     dim: int = _help("dimension of item and user vectors", 64)
     similarity: str = _help("cosine | dot", "cosine")
     temperature: float = _help("scores are similarity / temperature", 0.05)
@@ -76,8 +82,7 @@ class ModelConfig:
     lora_r: int = _help("LoRA rank", 8)
     lora_alpha: int = _help("LoRA alpha (scale = alpha / r)", 16)
     lora_dropout: float = _help("LoRA dropout", 0.05)
-    lora_target_modules: list | None = _help("LoRA target modules; null = peft's default for the architecture",
-                                             None)
+    lora_target_modules: list | None = _help("LoRA target modules; null = peft's default for the architecture", None)
 
     def __post_init__(self):
         checks = {
@@ -152,8 +157,9 @@ def parse_overrides(args: Sequence[str]) -> dict[str, dict]:
     return out
 
 
-def load_config(sections: Mapping[str, type], path: str | Path | None = None,
-                overrides: Sequence[str] = ()) -> dict[str, object]:
+def load_config(
+    sections: Mapping[str, type], path: str | Path | None = None, overrides: Sequence[str] = ()
+) -> dict[str, object]:
     """Build one dataclass instance per section from a YAML file plus overrides; unknown keys are errors."""
     raw: dict = {}
     if path is not None:

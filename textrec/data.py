@@ -111,6 +111,14 @@ class _Table:
         return len(next(iter(self.columns.values()))) if self.columns else 0
 
 
+@dataclass(frozen=True)
+class _LinedTable(_Table):
+    lines: list[int] = field(default_factory=list)
+
+    def where(self, row: int) -> str:
+        return f"{self.path}, line {self.lines[row]}"
+
+
 def _require_columns(table: _Table, required: Sequence[str]) -> None:
     if not table.columns or len(table) == 0:
         raise DataError(f"{table.path}: the file has no data rows")
@@ -152,10 +160,8 @@ def build_recdata(inter: _Table, items: _Table, text_fields: Sequence[str] | Non
     seen: dict[str, int] = {}
     for row, item_id in enumerate(item_ids):
         if item_id in seen:
-            raise DataError(
-                f"{items.path}: duplicate item id {item_id!r} ({items.unit}s {seen[item_id] + items.first_line} "
-                f"and {row + items.first_line})"
-            )
+            first, again = items.where(seen[item_id]).split(", ")[-1], items.where(row).split(", ")[-1]
+            raise DataError(f"{items.path}: duplicate item id {item_id!r} ({first} and {again})")
         seen[item_id] = row
     fields = list(text_fields) if text_fields is not None else [c for c in items.columns if c != "item_id"]
     missing = [f for f in fields if f not in items.columns]
@@ -198,33 +204,33 @@ def build_recdata(inter: _Table, items: _Table, text_fields: Sequence[str] | Non
 
 
 def _read_delimited(path: Path, delimiter: str, header: Sequence[str] | None, encoding: str = "utf-8") -> _Table:
-    """Read a delimited text file; `header=None` means the first line is the header."""
+    """Read a delimited text file; `header=None` means the first line is the header. Blank lines hold no data
+    and are skipped; every row keeps its true line number for error messages."""
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    with open(path, newline="", encoding=encoding) as f:
-        reader = csv.reader(f, delimiter=delimiter, quoting=csv.QUOTE_NONE if delimiter != "," else csv.QUOTE_MINIMAL)
-        rows = list(reader)
-    first_line = 1
+    try:
+        with open(path, newline="", encoding=encoding) as f:
+            quoting = csv.QUOTE_NONE if delimiter != "," else csv.QUOTE_MINIMAL
+            rows = [(n, row) for n, row in enumerate(csv.reader(f, delimiter=delimiter, quoting=quoting), 1) if row]
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not valid {encoding} text ({e.reason} at byte {e.start})") from None
     if header is None:
         if not rows:
             raise DataError(f"{path}: the file is empty")
-        header, rows = rows[0], rows[1:]
-        first_line = 2
-    columns: dict[str, list] = {name: [] for name in header}
+        header, rows = rows[0][1], rows[1:]
     names = list(header)
-    for i, row in enumerate(rows):
-        if not row:
-            raise DataError(f"{path}, line {i + first_line}: empty line")
+    columns: dict[str, list] = {name: [] for name in names}
+    for line, row in rows:
         if len(row) != len(names):
-            raise DataError(f"{path}, line {i + first_line}: expected {len(names)} fields, found {len(row)}")
+            raise DataError(f"{path}, line {line}: expected {len(names)} fields, found {len(row)}")
         for name, value in zip(names, row):
             columns[name].append(value)
-    return _Table(str(path), columns if rows else {}, first_line)
+    return _LinedTable(str(path), columns if rows else {}, 0, lines=[n for n, _ in rows])
 
 
 def _recbole_header(table: _Table) -> _Table:
     """Strip RecBole's `name:type` suffixes from column names."""
-    return _Table(table.path, {k.split(":")[0]: v for k, v in table.columns.items()}, table.first_line)
+    return _LinedTable(table.path, {k.split(":")[0]: v for k, v in table.columns.items()}, 0, lines=table.lines)
 
 
 def load_recbole(directory: str | Path, name: str | None = None, text_fields: Sequence[str] | None = None) -> RecData:
@@ -262,10 +268,11 @@ def load_grouplens_100k(directory: str | Path) -> RecData:
         titles.append(title)
         years.append(year)
         classes.append(" ".join(g for g, f in zip(genres, flags) if f == "1"))
-    items = _Table(
+    items = _LinedTable(
         raw.path,
         {"item_id": raw.columns["item_id"], "movie_title": titles, "release_year": years, "class": classes},
-        raw.first_line,
+        0,
+        lines=raw.lines,
     )
     return build_recdata(inter, items)
 
@@ -296,23 +303,13 @@ def _read_any(path: Path) -> _Table:
         names = sorted({k for _, r in rows for k in r})
         for name in names:
             columns[name] = [r.get(name) for _, r in rows]
-        # JSON lines may skip blank lines, so keep the true line numbers via a lookup table.
-        table = _Table(str(path), columns, 0)
-        return _LinedTable(table.path, table.columns, 0, lines=[n for n, _ in rows])
+        return _LinedTable(str(path), columns, 0, lines=[n for n, _ in rows])
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
         data = pq.read_table(path).to_pydict()
         return _Table(str(path), data if data and len(next(iter(data.values()))) else {}, 1, unit="row")
     raise DataError(f"{path}: unsupported file type {suffix!r} (use .csv, .tsv, .jsonl or .parquet)")
-
-
-@dataclass(frozen=True)
-class _LinedTable(_Table):
-    lines: list[int] = field(default_factory=list)
-
-    def where(self, row: int) -> str:
-        return f"{self.path}, line {self.lines[row]}"
 
 
 def _rename(table: _Table, mapping: Mapping[str, str], what: str) -> _Table:

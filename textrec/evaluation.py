@@ -2,8 +2,9 @@
 
 Work is cut into fixed batches by event (or item) index and the batches are dealt round-robin to processes, so
 every batch is computed with the same shapes and contents whatever the number of processes; results are gathered
-and put back in index order, padding removed. One process and N processes therefore give bit-identical metrics,
-with no user counted twice or dropped when the shards are uneven.
+and put back in index order, padding removed. One process and N processes therefore give bit-identical results
+(given the same number of BLAS threads per process, which changes float rounding), with no user counted twice
+or dropped when the shards are uneven.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from textrec.model import TwoTowerModel
 from textrec.splits import EvalEvent
 
 
-def sharded_map(fn: Callable[[int, int], torch.Tensor], n: int, batch_size: int, accelerator=None,
-                desc: str | None = None) -> torch.Tensor:
+def sharded_map(
+    fn: Callable[[int, int], torch.Tensor], n: int, batch_size: int, accelerator=None, desc: str | None = None
+) -> torch.Tensor:
     """Apply `fn(start, end) -> [end - start, ...]` over fixed batches of range(n), sharded over processes;
     returns the [n, ...] result on every process."""
     world = accelerator.num_processes if accelerator is not None else 1
@@ -57,8 +59,13 @@ def sharded_map(fn: Callable[[int, int], torch.Tensor], n: int, batch_size: int,
 
 
 @torch.no_grad()
-def compute_text_vectors(model: TwoTowerModel, item_tokens: ItemTokens, batch_size: int = 256, accelerator=None,
-                         desc: str | None = "encoding items") -> torch.Tensor:
+def compute_text_vectors(
+    model: TwoTowerModel,
+    item_tokens: ItemTokens,
+    batch_size: int = 256,
+    accelerator=None,
+    desc: str | None = "encoding items",
+) -> torch.Tensor:
     """Pooled text vectors [N, H] of every item (the language model's part of the item tower)."""
     device = next(model.parameters()).device
 
@@ -77,8 +84,9 @@ def compute_text_vectors(model: TwoTowerModel, item_tokens: ItemTokens, batch_si
 
 
 @torch.no_grad()
-def compute_item_vectors(model: TwoTowerModel, text_vectors: torch.Tensor | None, num_items: int | None = None,
-                         batch_size: int = 4096) -> torch.Tensor:
+def compute_item_vectors(
+    model: TwoTowerModel, text_vectors: torch.Tensor | None, num_items: int | None = None, batch_size: int = 4096
+) -> torch.Tensor:
     """Final item vectors [N, D] from pooled text vectors (or ids only)."""
     n = num_items if num_items is not None else len(text_vectors)
     device = next(model.parameters()).device
@@ -91,8 +99,12 @@ def compute_item_vectors(model: TwoTowerModel, text_vectors: torch.Tensor | None
 
 
 @torch.no_grad()
-def encode_histories(model: TwoTowerModel, histories: Sequence[Sequence[int]], item_vectors: torch.Tensor,
-                     history_text: HistoryText | None = None) -> torch.Tensor:
+def encode_histories(
+    model: TwoTowerModel,
+    histories: Sequence[Sequence[int]],
+    item_vectors: torch.Tensor,
+    history_text: HistoryText | None = None,
+) -> torch.Tensor:
     """User vectors [B, D] for histories of item indices (sequence tower) or rendered as text (text tower)."""
     device = item_vectors.device
     if model.user_tower == "sequence":
@@ -106,10 +118,19 @@ def encode_histories(model: TwoTowerModel, histories: Sequence[Sequence[int]], i
 
 
 @torch.no_grad()
-def evaluate(model: TwoTowerModel, events: Sequence[EvalEvent], item_vectors: torch.Tensor, *,
-             mask_history: bool = True, ks: Sequence[int] = (10, 20), batch_size: int = 256,
-             history_text: HistoryText | None = None, accelerator=None, with_ratings: bool = False,
-             desc: str | None = None) -> dict[str, float]:
+def evaluate(
+    model: TwoTowerModel,
+    events: Sequence[EvalEvent],
+    item_vectors: torch.Tensor,
+    *,
+    mask_history: bool = True,
+    ks: Sequence[int] = (10, 20),
+    batch_size: int = 256,
+    history_text: HistoryText | None = None,
+    accelerator=None,
+    with_ratings: bool = False,
+    desc: str | None = None,
+) -> dict[str, float]:
     """Full-ranking Recall/NDCG/MRR@K of each event's target over the whole catalogue.
 
     `item_vectors` [N, D] are computed once by the caller. With `mask_history`, items in the event's history are
@@ -154,8 +175,9 @@ def popularity_scores(train_sequences: Sequence, num_items: int) -> torch.Tensor
     return counts
 
 
-def evaluate_scores(scores: torch.Tensor, events: Sequence[EvalEvent], *, mask_history: bool = True,
-                    ks: Sequence[int] = (10, 20)) -> dict[str, float]:
+def evaluate_scores(
+    scores: torch.Tensor, events: Sequence[EvalEvent], *, mask_history: bool = True, ks: Sequence[int] = (10, 20)
+) -> dict[str, float]:
     """Metrics of a fixed score vector [N] shared by all users (e.g. popularity), same rules as `evaluate`."""
     ranks = []
     for e in events:

@@ -53,8 +53,15 @@ def pad_histories(histories: Sequence[Sequence[int]], max_len: int, device=None)
 class HistoryText:
     """Renders a history as text for the text user tower: the last `num_items` item texts, oldest first."""
 
-    def __init__(self, item_texts: Sequence[str], tokenizer, num_items: int = 10, max_tokens: int = 256,
-                 separator: str = "; ", prefix: str = "History: "):
+    def __init__(
+        self,
+        item_texts: Sequence[str],
+        tokenizer,
+        num_items: int = 10,
+        max_tokens: int = 256,
+        separator: str = "; ",
+        prefix: str = "History: ",
+    ):
         self.item_texts = list(item_texts)
         self.tokenizer = tokenizer
         self.num_items = num_items
@@ -64,13 +71,18 @@ class HistoryText:
 
     def render(self, history: Sequence[int | str]) -> str:
         parts = [self.item_texts[h] if isinstance(h, (int, np.integer)) else str(h) for h in history]
-        return self.prefix + self.separator.join(parts[-self.num_items:])
+        return self.prefix + self.separator.join(parts[-self.num_items :])
 
     def tokenize(self, histories: Sequence[Sequence[int]], device=None) -> tuple[torch.Tensor, torch.Tensor]:
         # Truncate from the left so the most recent items survive.
         self.tokenizer.truncation_side = "left"
-        enc = self.tokenizer([self.render(h) for h in histories], truncation=True, max_length=self.max_tokens,
-                             padding=True, return_tensors="pt")
+        enc = self.tokenizer(
+            [self.render(h) for h in histories],
+            truncation=True,
+            max_length=self.max_tokens,
+            padding=True,
+            return_tensors="pt",
+        )
         return enc["input_ids"].to(device), enc["attention_mask"].to(device)
 
 
@@ -87,8 +99,9 @@ def sequence_windows(sequences: Sequence[np.ndarray], max_len: int) -> list[np.n
     return windows
 
 
-def epoch_batches(num_examples: int, batch_size: int, seed: int, epoch: int, rank: int = 0,
-                  world_size: int = 1, shuffle: bool = True) -> list[np.ndarray]:
+def epoch_batches(
+    num_examples: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world_size: int = 1, shuffle: bool = True
+) -> list[np.ndarray]:
     """This process's batches of example indices for one epoch: a seeded permutation cut into batches,
     dealt round-robin to processes. Batch counts are made equal across processes by wrapping around, so
     distributed training never waits on a missing batch."""

@@ -105,9 +105,18 @@ def base_fingerprint(encoder_config) -> dict:
     return {k: getattr(encoder_config, k, None) for k in keys}
 
 
-def save_pretrained(model, directory: str | Path, model_config: ModelConfig, item_ids: Sequence[str], *,
-                    tokenizer=None, item_template: str | None = None, metrics: Mapping | None = None,
-                    extra_config: Mapping | None = None, card: str | None = None) -> Path:
+def save_pretrained(
+    model,
+    directory: str | Path,
+    model_config: ModelConfig,
+    item_ids: Sequence[str],
+    *,
+    tokenizer=None,
+    item_template: str | None = None,
+    metrics: Mapping | None = None,
+    extra_config: Mapping | None = None,
+    card: str | None = None,
+) -> Path:
     """Write the model folder atomically (call on the main process only)."""
     directory = Path(directory)
     with atomic_dir(directory) as tmp:

@@ -57,9 +57,10 @@ def leave_one_out(data: RecData) -> LeaveOneOutSplit:
             continue
         train.append(items[:-2])
         train_ratings.append(ratings[:-2] if ratings is not None else None)
-        rating = (lambda k: float(ratings[k]) if ratings is not None else None)
-        valid.append(EvalEvent(user, tuple(int(i) for i in items[:-2]), int(items[-2]), rating(-2)))
-        test.append(EvalEvent(user, tuple(int(i) for i in items[:-1]), int(items[-1]), rating(-1)))
+        valid_rating = float(ratings[-2]) if ratings is not None else None
+        test_rating = float(ratings[-1]) if ratings is not None else None
+        valid.append(EvalEvent(user, tuple(int(i) for i in items[:-2]), int(items[-2]), valid_rating))
+        test.append(EvalEvent(user, tuple(int(i) for i in items[:-1]), int(items[-1]), test_rating))
     return LeaveOneOutSplit(train, valid, test, train_ratings if arrays.ratings is not None else None)
 
 

@@ -55,9 +55,17 @@ class TrainingObjective(nn.Module):
     "bce" (each positive against `num_negatives` uniform negatives), or "mse" (ratings).
     """
 
-    def __init__(self, model: TwoTowerModel, item_tokens: ItemTokens | None, item_freq: torch.Tensor,
-                 loss: str = "softmax", logq_correction: bool = True, num_negatives: int = 0,
-                 max_live_items: int = 64, history_text: HistoryText | None = None):
+    def __init__(
+        self,
+        model: TwoTowerModel,
+        item_tokens: ItemTokens | None,
+        item_freq: torch.Tensor,
+        loss: str = "softmax",
+        logq_correction: bool = True,
+        num_negatives: int = 0,
+        max_live_items: int = 64,
+        history_text: HistoryText | None = None,
+    ):
         super().__init__()
         if loss not in LOSSES:
             raise ValueError(f"loss: expected one of {LOSSES}, got {loss!r}")
@@ -96,8 +104,15 @@ class TrainingObjective(nn.Module):
         return model.item_vectors(ids, text)
 
     # ----- the batch loss -----
-    def forward(self, inputs: torch.Tensor, targets: torch.Tensor, ratings: torch.Tensor | None = None,
-                cache: TextVectorCache | None = None, seed: int = 0, histories=None) -> torch.Tensor:
+    def forward(
+        self,
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        ratings: torch.Tensor | None = None,
+        cache: TextVectorCache | None = None,
+        seed: int = 0,
+        histories=None,
+    ) -> torch.Tensor:
         """inputs/targets [B, L]: left-padded windows (target -1 = no target at that position). For the text
         user tower, `histories` (one list of item indices per row) replaces `inputs` and targets is [B, 1]."""
         rng = np.random.default_rng(seed)
@@ -152,7 +167,7 @@ def collate_windows(windows, max_len: int, ratings=None, device=None):
         values = [torch.as_tensor(r[1:], dtype=torch.float32) for r in ratings]
         rating_tensor = torch.zeros(targets.shape)
         for i, v in enumerate(values):
-            v = v[-targets.shape[1]:]
+            v = v[-targets.shape[1] :]
             if len(v):
-                rating_tensor[i, -len(v):] = v
+                rating_tensor[i, -len(v) :] = v
     return inputs.to(device), targets.to(device), None if rating_tensor is None else rating_tensor.to(device)

@@ -1,0 +1,152 @@
+"""Loaders: every format reads good data, and bad data fails with a message naming file, line/row and field."""
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from textrec.data import DataError, load_grouplens_100k, load_recbole, load_tabular
+from textrec.text import ItemTemplate, default_template
+
+INTER_HEADER = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+ITEM_HEADER = "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n"
+
+
+def write_recbole(tmp_path, inter_rows, item_rows, inter_header=INTER_HEADER, item_header=ITEM_HEADER):
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    (folder / "toy.inter").write_text(inter_header + "".join("\t".join(r) + "\n" for r in inter_rows))
+    (folder / "toy.item").write_text(item_header + "".join("\t".join(r) + "\n" for r in item_rows))
+    return folder
+
+
+ITEMS = [("1", "Toy Story", "1995", "Animation Comedy"), ("2", "GoldenEye", "1995", "Action")]
+INTER = [("10", "1", "4", "100"), ("10", "2", "3", "101"), ("11", "2", "5", "99")]
+
+
+def test_recbole_reads_good_files(tmp_path):
+    data = load_recbole(write_recbole(tmp_path, INTER, ITEMS))
+    assert len(data.interactions) == 3 and data.num_items == 2 and data.has_ratings
+    assert data.interactions["timestamp"] == [100.0, 101.0, 99.0]
+    text = default_template(data.text_fields).render_all(data.items)
+    assert text[0] == "Toy Story (1995). Genres: Animation Comedy"
+
+
+@pytest.mark.parametrize(
+    "inter, items, header, message",
+    [
+        (
+            [r[:3] for r in INTER],
+            ITEMS,
+            "user_id:token\titem_id:token\trating:float\n",
+            r"toy\.inter: missing column 'timestamp'",
+        ),
+        (INTER + [("12", "7", "4", "100")], ITEMS, None, r"toy\.inter, line 5: field 'item_id': unknown item id '7'"),
+        ([("10", "1", "4", "yesterday")], ITEMS, None, r"toy\.inter, line 2: field 'timestamp' is not a number"),
+        ([], ITEMS, None, r"toy\.inter: the file has no data rows"),
+        (
+            INTER,
+            ITEMS + [("1", "Again", "1999", "Drama")],
+            None,
+            r"toy\.item: duplicate item id '1' \(line 2 and line 4\)",
+        ),
+        ([("10", "1", "4")], ITEMS, None, r"toy\.inter, line 2: expected 4 fields, found 3"),
+    ],
+)
+def test_recbole_malformed(tmp_path, inter, items, header, message):
+    folder = write_recbole(tmp_path, inter, items, inter_header=header or INTER_HEADER)
+    with pytest.raises(DataError, match=message):
+        load_recbole(folder)
+
+
+def test_recbole_empty_file(tmp_path):
+    folder = write_recbole(tmp_path, INTER, ITEMS)
+    (folder / "toy.item").write_text("")
+    with pytest.raises(DataError, match=r"toy\.item: the file is empty"):
+        load_recbole(folder)
+
+
+def write_grouplens(tmp_path, data_lines, item_lines):
+    (tmp_path / "u.data").write_text("".join(line + "\n" for line in data_lines))
+    (tmp_path / "u.item").write_text("".join(line + "\n" for line in item_lines), encoding="latin-1")
+    (tmp_path / "u.genre").write_text("unknown|0\nAction|1\nComedy|2\n\n")
+    return tmp_path
+
+
+def test_grouplens_layout(tmp_path):
+    folder = write_grouplens(
+        tmp_path,
+        ["1\t1\t5\t874965758", "1\t2\t3\t876893171", "2\t1\t4\t878542960"],
+        ["1|Toy Story (1995)|01-Jan-1995||http://x|0|0|1", "2|Café (1996)|01-Jan-1996||http://y|0|1|0"],
+    )
+    data = load_grouplens_100k(folder)
+    assert data.items["movie_title"] == ["Toy Story", "Café"]
+    assert data.items["release_year"] == ["1995", "1996"]
+    assert data.items["class"] == ["Comedy", "Action"]
+    assert data.interactions["rating"] == [5.0, 3.0, 4.0]
+
+
+def test_grouplens_unknown_item(tmp_path):
+    folder = write_grouplens(tmp_path, ["1\t9\t5\t874965758"], ["1|Toy Story (1995)|01-Jan-1995||u|0|0|1"])
+    with pytest.raises(DataError, match=r"u\.data, line 1: field 'item_id': unknown item id '9'"):
+        load_grouplens_100k(folder)
+
+
+def _write_tables(tmp_path, fmt, inter, items):
+    ip, tp = tmp_path / f"inter.{fmt}", tmp_path / f"items.{fmt}"
+    for path, rows in ((ip, inter), (tp, items)):
+        if fmt == "csv":
+            cols = list(rows[0]) if rows else ["user", "movie", "ts"]
+            path.write_text(",".join(cols) + "\n" + "".join(",".join(str(r[c]) for c in cols) + "\n" for r in rows))
+        elif fmt == "jsonl":
+            path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        else:
+            mixed = any(isinstance(r.get("ts"), str) for r in rows)
+            rows = [{k: str(v) for k, v in r.items()} for r in rows] if mixed else rows
+            pq.write_table(pa.Table.from_pylist(rows) if rows else pa.table({"user": []}), path)
+    return ip, tp
+
+
+GOOD_INTER = [{"user": "a", "movie": "m1", "ts": 1}, {"user": "a", "movie": "m2", "ts": 2}]
+GOOD_ITEMS = [{"mid": "m1", "name": "First"}, {"mid": "m2", "name": "Second"}]
+MAPPING = {"user_id": "user", "item_id": "movie", "timestamp": "ts"}
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_tabular_good(tmp_path, fmt):
+    ip, tp = _write_tables(tmp_path, fmt, GOOD_INTER, GOOD_ITEMS)
+    data = load_tabular(ip, tp, MAPPING, {"item_id": "mid"})
+    assert data.item_ids == ["m1", "m2"] and data.interactions["item_id"] == ["m1", "m2"]
+    assert ItemTemplate("{name}").render_all(data.items) == ["First", "Second"]
+
+
+@pytest.mark.parametrize("fmt, where", [("csv", "line 3"), ("jsonl", "line 2"), ("parquet", "row 2")])
+def test_tabular_bad_rows_name_the_row(tmp_path, fmt, where):
+    bad = GOOD_INTER[:1] + [{"user": "a", "movie": "m2", "ts": "noon"}]
+    ip, tp = _write_tables(tmp_path, fmt, bad, GOOD_ITEMS)
+    with pytest.raises(DataError, match=rf"inter\.{fmt}, {where}: field 'timestamp' is not a number: 'noon'"):
+        load_tabular(ip, tp, MAPPING, {"item_id": "mid"})
+    unknown = GOOD_INTER[:1] + [{"user": "a", "movie": "m9", "ts": 3}]
+    ip, tp = _write_tables(tmp_path, fmt, unknown, GOOD_ITEMS)
+    with pytest.raises(DataError, match=rf"inter\.{fmt}, {where}: field 'item_id': unknown item id 'm9'"):
+        load_tabular(ip, tp, MAPPING, {"item_id": "mid"})
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_tabular_missing_column_duplicate_ids_empty(tmp_path, fmt):
+    ip, tp = _write_tables(tmp_path, fmt, GOOD_INTER, GOOD_ITEMS)
+    with pytest.raises(DataError, match=rf"inter\.{fmt}: missing column 'when'"):
+        load_tabular(ip, tp, {**MAPPING, "timestamp": "when"}, {"item_id": "mid"})
+    ip, tp = _write_tables(tmp_path, fmt, GOOD_INTER, GOOD_ITEMS + [{"mid": "m1", "name": "Again"}])
+    with pytest.raises(DataError, match=rf"items\.{fmt}: duplicate item id 'm1'"):
+        load_tabular(ip, tp, MAPPING, {"item_id": "mid"})
+    ip, tp = _write_tables(tmp_path, fmt, [], GOOD_ITEMS)
+    with pytest.raises(DataError, match=rf"inter\.{fmt}: (the file has no data rows|the file is empty)"):
+        load_tabular(ip, tp, MAPPING, {"item_id": "mid"})
+
+
+def test_template_names_missing_field(tmp_path):
+    data = load_recbole(write_recbole(tmp_path, INTER, ITEMS))
+    with pytest.raises(DataError, match="names field 'plot'"):
+        ItemTemplate("{movie_title}: {plot}").render_all(data.items)

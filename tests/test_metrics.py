@@ -1,0 +1,36 @@
+import math
+
+import pytest
+import torch
+
+from textrec.metrics import metrics_from_ranks, rating_errors, target_ranks
+
+
+def test_ranks_hand_computed():
+    scores = torch.tensor([[0.1, 0.9, 0.5, 0.3], [0.4, 0.4, 0.4, 0.4], [1.0, 2.0, 3.0, float("nan")]])
+    targets = torch.tensor([2, 0, 3])
+    # row 0: only 0.9 beats 0.5 -> rank 1; row 1: all tie -> pessimistic, last (3); row 2: NaN target -> last
+    assert target_ranks(scores, targets).tolist() == [1, 3, 3]
+
+
+def test_masked_items_do_not_count_and_target_is_never_masked():
+    scores = torch.tensor([[0.9, 0.8, 0.7, 0.1]])
+    masked = torch.tensor([[True, True, True, False]])  # the target (2) is in the mask: it must still be ranked
+    assert target_ranks(scores, torch.tensor([2]), masked).tolist() == [0]
+    assert target_ranks(scores, torch.tensor([3]), masked).tolist() == [0]
+
+
+def test_metrics_hand_computed():
+    m = metrics_from_ranks([0, 1, 9, 10, 25], ks=(10, 20))
+    assert m["n_events"] == 5
+    assert m["recall@10"] == pytest.approx(3 / 5)
+    assert m["ndcg@10"] == pytest.approx((1 / math.log2(2) + 1 / math.log2(3) + 1 / math.log2(11)) / 5)
+    assert m["mrr@10"] == pytest.approx((1 + 1 / 2 + 1 / 10) / 5)
+    assert m["recall@20"] == pytest.approx(4 / 5)
+    assert m["ndcg@20"] == pytest.approx(m["ndcg@10"] + 1 / math.log2(12) / 5)
+
+
+def test_rating_errors():
+    out = rating_errors([3.0, 5.0], [4.0, 5.0])
+    assert out["rmse"] == pytest.approx(math.sqrt(0.5))
+    assert out["mae"] == pytest.approx(0.5)

@@ -1,0 +1,111 @@
+"""Encoders, pooling, towers, losses and the cached/live item-vector optimisation."""
+
+import numpy as np
+import pytest
+import torch
+
+from textrec.build import build_model, item_tokens
+from textrec.config import ModelConfig
+from textrec.encoders import apply_train_mode, pool
+from textrec.evaluation import compute_text_vectors
+from textrec.losses import InBatchSoftmaxLoss, log_sampling_probability
+from textrec.model import SequenceTower
+from textrec.training import TextVectorCache, TrainingObjective
+
+
+def test_pooling_modes_and_padding_sides():
+    hidden = torch.arange(2 * 4 * 3, dtype=torch.float32).view(2, 4, 3)
+    right = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])
+    left = torch.tensor([[0, 1, 1, 1], [0, 0, 1, 1]])
+    assert torch.equal(pool(hidden, right, "cls"), hidden[:, 0])
+    assert torch.equal(pool(hidden, right, "last"), torch.stack([hidden[0, 2], hidden[1, 1]]))
+    assert torch.equal(pool(hidden, left, "last"), hidden[:, 3])
+    assert torch.allclose(pool(hidden, right, "mean")[1], hidden[1, :2].mean(0))
+    with pytest.raises(ValueError, match="pooling"):
+        pool(hidden, right, "max")
+
+
+def test_decoder_last_token_pooling_ignores_padding_side(tiny_llama):
+    base, tok = tiny_llama
+    model, tok = build_model(ModelConfig(encoder="tiny", train_mode="frozen"), 10, base, tok)
+    assert model.item_encoder.pooling == "last"
+    texts = ["alpha red item1 </s>", "bravo item2 </s>"]
+    vectors = {}
+    for side in ("left", "right"):
+        tok.padding_side = side
+        enc = tok(texts, padding=True, return_tensors="pt")
+        vectors[side] = model.item_text_vectors(enc["input_ids"], enc["attention_mask"])
+    assert torch.allclose(vectors["left"], vectors["right"], atol=1e-5)
+
+
+def test_lora_trains_adapters_only(tiny_bert):
+    base, _ = tiny_bert
+    peft_model = apply_train_mode(base, "lora", lora_r=4)
+    trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    assert any("query" in n for n in trainable) and any("value" in n for n in trainable)  # peft's bert default
+
+
+def test_top_layers_mode(tiny_bert):
+    base, _ = tiny_bert
+    model = apply_train_mode(base, "top_layers", top_layers=1)
+    trainable = {n.split(".")[2] for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"1"}
+    with pytest.raises(ValueError, match="top_layers"):
+        apply_train_mode(base, "top_layers", top_layers=5)
+
+
+def test_sequence_tower_is_causal_and_padding_invariant():
+    torch.manual_seed(0)
+    tower = SequenceTower(dim=8, max_len=6, layers=2, heads=2, dropout=0.0).eval()
+    x = torch.randn(1, 5, 8)
+    mask = torch.ones(1, 5, dtype=torch.bool)
+    out = tower(x, mask)
+    changed = x.clone()
+    changed[0, 4] = torch.randn(8)
+    assert torch.allclose(tower(changed, mask)[0, :4], out[0, :4], atol=1e-6)  # the future does not leak
+    padded = torch.cat([torch.zeros(1, 1, 8), x], dim=1)
+    pmask = torch.cat([torch.zeros(1, 1, dtype=torch.bool), mask], dim=1)
+    pout = tower(padded, pmask)
+    assert not torch.isnan(pout).any()
+    assert torch.allclose(pout[0, -1], out[0, -1], atol=1e-5)  # left padding changes nothing
+
+
+def test_logq_correction_and_accidental_hits():
+    logits = torch.tensor([[2.0, 1.0, 0.5], [0.3, 2.0, 1.0]])
+    candidates = torch.tensor([7, 8, 7])  # item 7 appears twice: column 2 is an accidental hit for row 0
+    targets = torch.tensor([7, 8])
+    columns = torch.tensor([0, 1])
+    log_q = torch.log(torch.tensor([0.5, 0.25, 0.25]))
+    loss = InBatchSoftmaxLoss(logq_correction=True)(logits, columns, candidates, targets, log_q)
+    corrected = logits - log_q
+    row0 = -torch.log_softmax(corrected[0, :2], 0)[0]  # column 2 masked
+    row1 = -torch.log_softmax(corrected[1], 0)[1]
+    assert loss.item() == pytest.approx(((row0 + row1) / 2).item(), rel=1e-5)
+    plain = InBatchSoftmaxLoss(logq_correction=False)(logits, columns, candidates, targets, log_q)
+    assert plain.item() != pytest.approx(loss.item())
+
+
+def test_log_sampling_probability_is_monotone_in_popularity():
+    freq = torch.tensor([0.7, 0.2, 0.1])
+    lq = log_sampling_probability(torch.tensor([0, 1, 2]), freq, positions=10, uniform=3)
+    assert lq[0] > lq[1] > lq[2]
+    assert torch.allclose(lq.exp(), 10 * freq + 1.0)
+
+
+def test_live_encoding_matches_a_fresh_cache(tiny_bert):
+    """The optimisation (cached vectors + a live subset) equals encoding every item live when the cache is fresh."""
+    base, tok = tiny_bert
+    cfg = ModelConfig(encoder="tiny", id_embedding=True, dim=16, lora_dropout=0.0, max_history=10)
+    model, tok = build_model(cfg, 30, base, tok)
+    tokens = item_tokens([f"alpha item{i}" for i in range(30)], tok, cfg, model)
+    objective = TrainingObjective(model, tokens, torch.ones(30), max_live_items=5)
+    cache = TextVectorCache()
+    cache.refresh(compute_text_vectors(model, tokens, batch_size=7, desc=None), step=0)
+    model.eval()  # no dropout, so live and cached text vectors agree
+    objective.training = True  # but take the live-encoding path
+    ids = torch.tensor([3, 5, 5, 9, 12, 20, 21])
+    mixed = objective.item_vectors(ids, cache, np.random.default_rng(0))
+    assert mixed.requires_grad  # some came live, with gradient into LoRA
+    cached = model.item_vectors(ids, cache.vectors[ids])
+    assert torch.allclose(mixed, cached, atol=1e-5)

@@ -1,0 +1,116 @@
+"""End-to-end: the train recipe on a tiny in-process encoder and synthetic data (CPU, seconds)."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "recipes" / "configs" / "synthetic_tiny.yaml"
+
+
+def run_recipe(*overrides, launcher=None, check=True):
+    cmd = (launcher or [sys.executable]) + [str(ROOT / "recipes" / "train.py"), "--config", str(CONFIG), *overrides]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"recipe failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+def test_train_recipe_end_to_end(tmp_path, tiny_bert_dir):
+    out = tmp_path / "run"
+    proc = run_recipe(
+        f"model.encoder={tiny_bert_dir}",
+        "model.id_embedding=true",
+        f"training.output_dir={out}",
+        "training.epochs=2",
+        "training.log_with=tensorboard",
+    )
+    assert "| textrec | True |" in proc.stdout  # the summary table
+    model_dir = out / "model"
+    for name in (
+        "config.json",
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "textrec_weights.safetensors",
+        "README.md",
+        "tokenizer.json",
+        "item_ids.json",
+    ):
+        assert (model_dir / name).is_file(), name
+    assert not (model_dir / "model.safetensors").exists()  # never the frozen base
+    adapter = load_file(model_dir / "adapter_model.safetensors")
+    assert adapter and all("lora_" in k for k in adapter)
+    assert any(v.abs().sum() > 0 for k, v in adapter.items() if "lora_B" in k)  # LoRA B starts at 0: it trained
+    base = load_file(Path(tiny_bert_dir) / "model.safetensors")
+    weights = load_file(model_dir / "textrec_weights.safetensors")
+    assert not any(k.endswith(tuple(base)) and "item_encoder" in k for k in weights)  # no base weight saved
+    metrics = json.loads((out / "metrics.json").read_text())
+    for mask in (True, False):
+        m = metrics["results"][f"test_mask={mask}"]
+        assert m["n_events"] == 200 and all(torch.isfinite(torch.tensor(m[k])) for k in ("ndcg@10", "recall@10"))
+    card = (model_dir / "README.md").read_text()
+    assert "library_name: textrec" in card and "base_model:" in card
+    assert (out / "curves.png").stat().st_size > 0
+    assert list((out / "runs").rglob("events.out.tfevents*")) or list(out.rglob("events.out.tfevents*"))
+
+
+def test_resume_from_checkpoint_matches_uninterrupted_run(tmp_path, tiny_bert_dir):
+    common = [
+        f"model.encoder={tiny_bert_dir}",
+        "model.id_embedding=true",
+        "training.epochs=3",
+        "training.checkpoint_every=4",
+        "training.keep_checkpoints=100",
+        "training.cache_refresh_steps=3",
+        "training.patience=10",
+    ]
+    full = tmp_path / "full"
+    run_recipe(*common, f"training.output_dir={full}")
+    # A run killed after step 8 leaves exactly checkpoints/step_8 (plus perhaps a half-written temporary folder).
+    killed = tmp_path / "killed"
+    shutil.copytree(full / "checkpoints" / "step_8", killed / "checkpoints" / "step_8")
+    (killed / "checkpoints" / ".tmp_step_12").mkdir()
+    proc = run_recipe(*common, f"training.output_dir={killed}")
+    assert "resumed from" in proc.stderr + proc.stdout
+    a = json.loads((full / "metrics.json").read_text())
+    b = json.loads((killed / "metrics.json").read_text())
+    assert a["results"] == b["results"]
+    assert a["optimizer_steps"] == b["optimizer_steps"]
+    for name in ("adapter_model.safetensors", "textrec_weights.safetensors"):
+        wa, wb = load_file(full / "model" / name), load_file(killed / "model" / name)
+        assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa), name
+
+
+def test_train_recipe_two_processes(tmp_path, tiny_bert_dir):
+    pytest.importorskip("accelerate")
+    launcher = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ]
+    out = tmp_path / "ddp"
+    run_recipe(
+        f"model.encoder={tiny_bert_dir}",
+        "model.id_embedding=true",
+        f"training.output_dir={out}",
+        "training.epochs=2",
+        launcher=launcher,
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["num_processes"] == 2
+    assert metrics["results"]["test_mask=True"]["n_events"] == 200  # every user once, none duplicated
