@@ -75,6 +75,13 @@ class TrainingConfig:
         default=50,
         metadata={"help": "recompute cached item text vectors every N optimizer steps (trainable encoder only)"},
     )
+    encoder_warmup_epochs: int = field(
+        default=0,
+        metadata={
+            "help": "first epochs train heads/ids/sequence tower on frozen text vectors (fast); then the encoder "
+            "(LoRA) joins (linear probing then fine-tuning)"
+        },
+    )
     targets_per_user: int = field(default=4, metadata={"help": "text user tower: training targets per user/epoch"})
     eval_batch_size: int = field(default=256, metadata={"help": "events per evaluation batch"})
     patience: int = field(default=3, metadata={"help": "early stopping: epochs without validation NDCG@10 gain"})
@@ -149,6 +156,7 @@ def save_checkpoint(accelerator, output_dir: Path, step: int, keep: int):
 
 def main():
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    logging.getLogger("accelerate").setLevel(logging.WARNING)  # one line per checkpoint file is noise
     cfg = parse_args()
     data_cfg, model_cfg, train_cfg = cfg["data"], cfg["model"], cfg["training"]
     output_dir = Path(train_cfg.output_dir)
@@ -253,19 +261,22 @@ def main():
                 compute_text_vectors(model, tokens, train_cfg.eval_batch_size, accelerator, None), state.global_step
             )
 
+    def encoder_learning() -> bool:
+        return encoder_is_trainable(model) and state.epoch >= train_cfg.encoder_warmup_epochs
+
     def item_vectors_now():
-        text = (
-            compute_text_vectors(model, tokens, train_cfg.eval_batch_size, accelerator, "encoding items")
-            if model.has_text
-            else None
-        )
+        """Item vectors computed once per evaluation (a frozen encoder's text vectors are the cache itself)."""
+        text = None
+        if model.has_text and encoder_learning():
+            text = compute_text_vectors(model, tokens, train_cfg.eval_batch_size, accelerator, "encoding items")
+        elif model.has_text:
+            text = cache.vectors if cache.vectors is not None else refresh_cache() or cache.vectors
         return compute_item_vectors(model, text, data.num_items)
 
     # 6. Train
     best_dir = output_dir / "best_model"
-    cache_refresh = train_cfg.cache_refresh_steps if encoder_is_trainable(model) else 0
-    started = time.perf_counter() - state.train_seconds
     while state.epoch < train_cfg.epochs and not state.done:
+        epoch_started, seconds_before = time.perf_counter(), state.train_seconds  # evaluation is not counted
         batches = epoch_batches(
             num_examples,
             train_cfg.batch_size,
@@ -277,6 +288,10 @@ def main():
         if model.user_tower == "text":
             examples = _text_examples(split.train, train_cfg.targets_per_user, train_cfg.seed, state.epoch)
         objective.train()
+        # While the encoder is frozen (or warming up) no item is encoded live and the cache is never stale.
+        unwrapped = accelerator.unwrap_model(objective)
+        unwrapped.max_live_items = train_cfg.max_live_items if encoder_learning() else 0
+        cache_refresh = train_cfg.cache_refresh_steps if encoder_learning() else 0
         bar = tqdm(
             total=len(batches),
             initial=state.step_in_epoch,
@@ -328,7 +343,7 @@ def main():
                         {"train/loss": loss.item(), "train/lr": optimizer.param_groups[0]["lr"]},
                         step=state.global_step,
                     )
-                state.train_seconds = time.perf_counter() - started
+                state.train_seconds = seconds_before + time.perf_counter() - epoch_started
                 out_of_budget = (0 < train_cfg.max_steps <= state.global_step) or (
                     train_cfg.max_train_minutes > 0 and state.train_seconds > 60 * train_cfg.max_train_minutes
                 )
@@ -415,6 +430,7 @@ def main():
         "epoch_seconds": epoch_seconds,
         "examples_per_second": state.examples / max(state.train_seconds, 1e-9),
         "trainable_params": trainable,
+        "peak_memory_mb": _peak_memory_mb(),
         "num_processes": accelerator.num_processes,
         "results": results,
         "curve": state.curve,
@@ -455,6 +471,16 @@ def _text_examples(train, per_user: int, seed: int, epoch: int) -> list[tuple[li
         for t in rng.integers(1, len(seq), size=per_user):
             out.append((seq[:t].tolist(), int(seq[t])))
     return out
+
+
+def _peak_memory_mb() -> float:
+    """Peak resident memory of this process (and peak CUDA memory when on a GPU), in MiB."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if torch.cuda.is_available():
+        peak = max(peak, torch.cuda.max_memory_allocated() / 2**20)
+    return round(peak, 1)
 
 
 def _flat(d: dict, prefix: str = "") -> dict:

@@ -1,0 +1,85 @@
+"""Saved model folders: round trip to identical scores, peft-loadable, clear errors on a wrong base or format."""
+
+import copy
+import json
+
+import pytest
+import torch
+
+from textrec.build import build_model, item_tokens
+from textrec.config import ModelConfig
+from textrec.evaluation import compute_item_vectors, compute_text_vectors, encode_histories
+from textrec.hub import load_pretrained, save_pretrained
+
+TEXTS = [f"{w} item{i}" for i, w in enumerate(["alpha", "bravo", "charlie", "delta"] * 5)]
+
+
+def _trained_model(base, tok, **kw):
+    cfg = ModelConfig(encoder="tiny", id_embedding=True, dim=16, max_history=10, **kw)
+    model, tok = build_model(cfg, len(TEXTS), base, tok)
+    torch.manual_seed(1)
+    with torch.no_grad():  # stand-in for training: move every trainable weight
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.1)
+    return model.eval(), tok, cfg
+
+
+def _scores(model, tok, cfg):
+    vectors = compute_item_vectors(model, compute_text_vectors(model, item_tokens(TEXTS, tok, cfg, model), desc=None))
+    users = encode_histories(model, [[0, 1, 2], [5], [7, 3, 9, 11]], vectors)
+    return model.score(users, vectors)
+
+
+def test_round_trip_gives_identical_scores(tmp_path, tiny_bert, _tiny_bert):
+    base, tok = tiny_bert
+    model, tok, cfg = _trained_model(base, tok)
+    expected = _scores(model, tok, cfg)
+    save_pretrained(model, tmp_path / "m", cfg, [f"i{i}" for i in range(len(TEXTS))], tokenizer=tok)
+    fresh_base = copy.deepcopy(_tiny_bert[0])  # an untouched base, as loaded from disk
+    loaded, loaded_tok, config = load_pretrained(tmp_path / "m", base=fresh_base)
+    assert torch.equal(_scores(loaded, loaded_tok, cfg), expected)
+    assert config["format_version"] == 1 and config["base_encoder"]["model_type"] == "bert"
+    assert not (tmp_path / "m" / "model.safetensors").exists()
+
+
+def test_folder_loads_with_peft_itself(tmp_path, tiny_bert, _tiny_bert):
+    from peft import PeftModel
+
+    base, tok = tiny_bert
+    model, tok, cfg = _trained_model(base, tok)
+    save_pretrained(model, tmp_path / "m", cfg, ["x"] * len(TEXTS), tokenizer=tok)
+    peft_model = PeftModel.from_pretrained(copy.deepcopy(_tiny_bert[0]), tmp_path / "m").eval()
+    enc = tok(TEXTS[:3], padding=True, return_tensors="pt")
+    ours = model.item_encoder.model(**enc).last_hidden_state
+    theirs = peft_model(**enc).last_hidden_state
+    assert torch.allclose(ours, theirs, atol=1e-6)
+
+
+def test_wrong_base_and_newer_format_fail_clearly(tmp_path, tiny_bert, tiny_llama):
+    base, tok = tiny_bert
+    model, tok, cfg = _trained_model(base, tok)
+    save_pretrained(model, tmp_path / "m", cfg, ["x"] * len(TEXTS), tokenizer=tok)
+    with pytest.raises(ValueError, match="trained on base encoder 'tiny'.*differs"):
+        load_pretrained(tmp_path / "m", base=tiny_llama[0])
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    config["format_version"] = 99
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="newer than this"):
+        load_pretrained(tmp_path / "m", base=base)
+
+
+def test_failed_save_leaves_previous_folder_intact(tmp_path, tiny_bert):
+    base, tok = tiny_bert
+    model, tok, cfg = _trained_model(base, tok)
+    save_pretrained(model, tmp_path / "m", cfg, ["x"] * len(TEXTS), tokenizer=tok)
+    before = sorted(p.name for p in (tmp_path / "m").iterdir())
+
+    class Broken:
+        def save_pretrained(self, path):
+            raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        save_pretrained(model, tmp_path / "m", cfg, ["x"] * len(TEXTS), tokenizer=Broken())
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".m.tmp")]
