@@ -38,7 +38,7 @@ from textrec.evaluation import (
     popularity_scores,
 )
 from textrec.features import epoch_batches, sequence_windows
-from textrec.hub import atomic_write_text, framework_versions, load_weights_into, save_pretrained
+from textrec.hub import atomic_write_text, framework_versions, load_weights_into, push_or_explain, save_pretrained
 from textrec.splits import leave_one_out
 from textrec.training import TextVectorCache, TrainingObjective, collate_windows, encoder_is_trainable
 
@@ -103,7 +103,20 @@ class TrainingConfig:
                 raise ValueError(f"training.{name}: must be >= 1, got {getattr(self, name)}")
 
 
-SECTIONS = {"data": DataConfig, "model": ModelConfig, "training": TrainingConfig}
+@dataclass
+class HubConfig:
+    """Opt-in upload of the finished model folder to the Hugging Face Hub."""
+
+    push_to_hub: bool = field(default=False, metadata={"help": "push <output_dir>/model when the run ends"})
+    repo_id: str | None = field(default=None, metadata={"help": "e.g. you/textrec-ml100k"})
+    private: bool = field(default=False, metadata={"help": "create the repo as private"})
+
+    def __post_init__(self):
+        if self.push_to_hub and not self.repo_id:
+            raise ValueError("hub.repo_id: required when hub.push_to_hub is true")
+
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "training": TrainingConfig, "hub": HubConfig}
 
 
 class TrainState:
@@ -458,6 +471,12 @@ def main():
         _plot_curve(state.curve, output_dir / "curves.png")
         print(_summary_table(summary))
         print(f"model: {output_dir / 'model'}  metrics: {output_dir / 'metrics.json'}")
+
+    # 10. Push (opt-in); a failed push logs how to push by hand and keeps the finished run
+    if cfg["hub"].push_to_hub and accelerator.is_main_process:
+        url = push_or_explain(output_dir / "model", cfg["hub"].repo_id, private=cfg["hub"].private)
+        if url:
+            print(f"pushed to {url}")
     accelerator.end_training()
 
 

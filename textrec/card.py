@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import yaml
+
+MARKER = "<!-- textrec-generated-card sha256:"
+
+
+def _stamp(body: str) -> str:
+    return f"{body}\n{MARKER}{hashlib.sha256(body.encode()).hexdigest()} -->\n"
+
+
+def is_generated_card(text: str) -> bool:
+    """True when `text` is a card textrec generated and nobody edited since (its stamp still matches)."""
+    body, sep, tail = text.rpartition(f"\n{MARKER}")
+    return bool(sep) and tail.strip() == f"{hashlib.sha256(body.encode()).hexdigest()} -->"
 
 
 def model_card(config: dict) -> str:
@@ -22,7 +36,7 @@ def model_card(config: dict) -> str:
     if base and model.get("id_embedding"):
         item_tower += " + id embedding"
     versions = "\n".join(f"- {k}: {v}" for k, v in (config.get("framework_versions") or {}).items())
-    return f"""---
+    return _stamp(f"""---
 {yaml.safe_dump(front, sort_keys=False).strip()}
 ---
 
@@ -51,4 +65,4 @@ Protocol: {config.get("protocol", "n/a")}
 ## Framework versions
 
 {versions}
-"""
+""")

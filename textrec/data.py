@@ -345,6 +345,17 @@ def load_tabular(
     return build_recdata(inter, items, text_fields)
 
 
+def load_items(path: str | Path, item_columns: Mapping[str, str] | None = None) -> datasets.Dataset:
+    """Load an item catalogue alone (item_id + text fields): a RecBole `.item` file, CSV, TSV, JSONL or Parquet."""
+    path = Path(path)
+    table = _recbole_header(_read_delimited(path, "\t", None)) if path.suffix == ".item" else _read_any(path)
+    table = _rename(table, dict(item_columns or {}), "item")
+    _require_columns(table, ["item_id"])
+    dummy = _Table(str(path), {"user_id": ["u"], "item_id": [None], "timestamp": [0]}, 1)
+    dummy.columns["item_id"][0] = _as_id(table, "item_id")[0]
+    return build_recdata(dummy, table).items
+
+
 def load_data(
     format: str,
     path: str | Path,

@@ -146,9 +146,13 @@ def save_pretrained(
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=str))
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
-        from textrec.card import model_card
+        from textrec.card import is_generated_card, model_card
 
-        (tmp / "README.md").write_text(card if card is not None else model_card(config))
+        existing = directory / "README.md"
+        if card is None and existing.is_file() and not is_generated_card(existing.read_text()):
+            shutil.copy2(existing, tmp / "README.md")  # create-or-update: a card the user edited is kept
+        else:
+            (tmp / "README.md").write_text(card if card is not None else model_card(config))
     return directory
 
 
@@ -218,6 +222,49 @@ def load_weights_into(model, directory: str | Path) -> None:
     if missing:
         raise ValueError(f"{directory / WEIGHTS_FILE}: missing weights {sorted(missing)[:5]}")
     model.load_state_dict(weights, strict=False)
+
+
+def push_to_hub(
+    directory: str | Path,
+    repo_id: str,
+    *,
+    token: str | None = None,
+    private: bool = False,
+    commit_message: str = "Upload textrec model",
+    api=None,
+) -> str:
+    """Upload a saved model folder to the Hub (create the repo if needed). A README.md on the Hub that the user
+    edited (it no longer matches the card textrec generated) is left as it is. Returns the repo URL."""
+    from huggingface_hub import HfApi
+
+    from textrec.card import is_generated_card
+
+    directory = Path(directory)
+    read_config(directory)  # refuse to push something that is not a textrec folder
+    api = api or HfApi(token=token)
+    url = api.create_repo(repo_id, private=private, exist_ok=True)
+    ignore = [".*", "**/.*"]
+    if api.file_exists(repo_id, "README.md"):
+        remote = Path(api.hf_hub_download(repo_id, "README.md")).read_text()
+        if not is_generated_card(remote):
+            ignore.append("README.md")
+            logger.info(f"{repo_id}: README.md on the Hub was edited by hand; leaving it as it is")
+    api.upload_folder(
+        repo_id=repo_id, folder_path=str(directory), commit_message=commit_message, ignore_patterns=ignore
+    )
+    return str(url)
+
+
+def push_or_explain(directory: str | Path, repo_id: str, **kwargs) -> str | None:
+    """For recipes: push, and on failure log how to push by hand instead of failing a finished run."""
+    try:
+        return push_to_hub(directory, repo_id, **kwargs)
+    except Exception as e:  # noqa: BLE001 - any failure (network, auth) must not lose the run
+        logger.error(
+            f"push to {repo_id} failed ({type(e).__name__}: {e}). The model is saved in {directory}; "
+            f"push it later with: textrec push --model {directory} --repo-id {repo_id}"
+        )
+        return None
 
 
 def framework_versions() -> dict[str, str]:

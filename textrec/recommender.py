@@ -1,0 +1,327 @@
+"""`Recommender`: load a trained model folder and a catalogue, and recommend, for downstream apps.
+
+The item index (every catalogue item's vector) is built once in batches and cached on disk as safetensors, keyed
+by a hash of the model's weights and config and of the catalogue's ids and texts, so a stale cache is never used.
+New items are added by their text alone (`add_items`) and are recommendable at once, without retraining.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import datasets
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from textrec.build import history_text
+from textrec.config import ModelConfig
+from textrec.evaluation import compute_text_vectors, encode_histories
+from textrec.features import ItemTokens
+from textrec.hub import load_pretrained
+from textrec.text import ItemTemplate, default_template, tokenize_texts
+
+logger = logging.getLogger(__name__)
+
+INDEX_KINDS = ("exact", "faiss-flat", "faiss-hnsw", "faiss-ivf")
+
+
+class UnknownItemsError(KeyError):
+    """Item ids that are not in the catalogue; `.ids` lists them all."""
+
+    def __init__(self, ids: Sequence[str]):
+        self.ids = list(ids)
+        super().__init__(f"unknown item ids: {self.ids}")
+
+    def __str__(self) -> str:
+        return f"unknown item ids: {self.ids}"
+
+
+class Recommender:
+    """Recommend from a history (item ids or free text) over a catalogue, with a cached item index."""
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        items: datasets.Dataset,
+        model_config: ModelConfig,
+        template: ItemTemplate,
+        trained_item_ids: Sequence[str],
+        *,
+        model_dir: str | Path | None = None,
+        cache_dir: str | Path | None = None,
+        batch_size: int = 256,
+        index: str = "exact",
+        show_progress: bool = True,
+    ):
+        if index not in INDEX_KINDS:
+            raise ValueError(f"index: expected one of {INDEX_KINDS}, got {index!r}")
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.config = model_config
+        self.template = template
+        self.batch_size = batch_size
+        self.model_dir = Path(model_dir) if model_dir else None
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.index_kind = index
+        self.show_progress = show_progress
+        self._trained_rows = {item_id: i for i, item_id in enumerate(trained_item_ids)}
+        template.check(items.column_names, source="catalogue")
+        self.item_ids: list[str] = list(items["item_id"])
+        self.texts: list[str] = template.render_all(items)
+        self.positions = {item_id: i for i, item_id in enumerate(self.item_ids)}
+        if len(self.positions) != len(self.item_ids):
+            raise ValueError("catalogue: duplicate item ids")
+        self.history_text = history_text(self.texts, tokenizer, model_config)
+        self.text_vectors, self.item_vectors = self._load_or_build_index()
+        self._refresh_search()
+
+    # ----- construction -----
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_dir: str | Path,
+        items: datasets.Dataset | str | Path,
+        *,
+        template: str | None = None,
+        base=None,
+        **kwargs,
+    ) -> Recommender:
+        """Load a saved model folder and a catalogue (a Dataset with item_id + text fields, or an items file:
+        RecBole `.item`, CSV, TSV, JSONL or Parquet)."""
+        from textrec.data import load_items
+
+        model, tokenizer, config = load_pretrained(model_dir, base=base)
+        if not isinstance(items, datasets.Dataset):
+            items = load_items(items)
+        text_template = template or config.get("item_template")
+        fields = [c for c in items.column_names if c != "item_id"]
+        template_obj = ItemTemplate(text_template) if text_template else default_template(fields)
+        trained = json.loads((Path(model_dir) / "item_ids.json").read_text())
+        return cls(
+            model,
+            tokenizer,
+            items,
+            ModelConfig(**config["model"]),
+            template_obj,
+            trained,
+            model_dir=model_dir,
+            **kwargs,
+        )
+
+    def _id_rows(self, item_ids: Sequence[str]) -> torch.Tensor:
+        """Row of each item in the model's id embedding (-1 for items the model never saw: text only)."""
+        return torch.as_tensor([self._trained_rows.get(i, -1) for i in item_ids], dtype=torch.long)
+
+    def _encode_texts(self, texts: Sequence[str], item_ids: Sequence[str], desc: str | None):
+        if self.model.has_text:
+            decoder = self.model.item_encoder.pooling == "last"
+            ds = tokenize_texts(texts, self.tokenizer, self.config.max_item_tokens, append_eos=decoder)
+            tokens = ItemTokens(ds["input_ids"], self.tokenizer.pad_token_id)
+            text = compute_text_vectors(self.model, tokens, self.batch_size, desc=desc if self.show_progress else None)
+        else:
+            text = None
+        rows = self._id_rows(item_ids)
+        with torch.no_grad():
+            vectors = self.model.item_vectors(rows, text).float() if len(rows) else torch.zeros(0, self.model.dim)
+        return text, vectors
+
+    def cache_key(self) -> str:
+        digest = hashlib.sha256()
+        if self.model_dir is not None:
+            for name in ("config.json", "adapter_model.safetensors", "textrec_weights.safetensors"):
+                path = self.model_dir / name
+                if path.is_file():
+                    digest.update(name.encode())
+                    digest.update(path.read_bytes())
+        else:  # no folder: hash the weights themselves
+            for name, tensor in sorted(self.model.state_dict().items()):
+                digest.update(name.encode())
+                digest.update(tensor.detach().cpu().numpy().tobytes())
+        for item_id, text in zip(self.item_ids, self.texts):
+            digest.update(f"{item_id}\x00{text}\x01".encode())
+        return digest.hexdigest()
+
+    def _load_or_build_index(self):
+        key = self.cache_key()
+        path = self.cache_dir / f"item_index-{key[:16]}.safetensors" if self.cache_dir else None
+        if path is not None and path.is_file():
+            stored = load_file(str(path))
+            if stored.get("key") is not None and bytes(stored["key"].tolist()).decode() == key:
+                logger.info(f"item index loaded from cache {path}")
+                return stored.get("text_vectors"), stored["item_vectors"]
+        text, vectors = self._encode_texts(self.texts, self.item_ids, "building item index")
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tensors = {
+                "item_vectors": vectors.contiguous(),
+                "key": torch.tensor(list(key.encode()), dtype=torch.uint8),
+            }
+            if text is not None:
+                tensors["text_vectors"] = text.contiguous()
+            tmp = path.with_suffix(".tmp")
+            save_file(tensors, str(tmp))
+            tmp.replace(path)
+            logger.info(f"item index cached at {path}")
+        return text, vectors
+
+    def _refresh_search(self) -> None:
+        """The matrix scored against users: normalised (cosine) vectors divided by the temperature."""
+        items = self.item_vectors
+        if self.model.similarity == "cosine":
+            items = F.normalize(items, dim=-1)
+        self._search = (items / self.model.temperature).contiguous()
+        self._faiss = None
+        if self.index_kind != "exact" and len(items):
+            self._faiss = build_faiss_index(self._search.numpy(), self.index_kind)
+
+    # ----- queries -----
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    def _positions(self, history: Sequence[str]) -> list[int]:
+        unknown = [i for i in history if i not in self.positions]
+        if unknown:
+            raise UnknownItemsError(unknown)
+        return [self.positions[i] for i in history]
+
+    @torch.no_grad()
+    def user_vectors(self, histories: Sequence[Sequence[str] | str]) -> torch.Tensor:
+        """One vector per history; a history is a list of item ids or one free-text string."""
+        out = []
+        for history in histories:
+            if isinstance(history, str):
+                out.append(self._free_text_user(history))
+            else:
+                out.append(None)
+        id_rows = [i for i, h in enumerate(histories) if not isinstance(h, str)]
+        if id_rows:
+            positions = [self._positions(histories[i]) for i in id_rows]
+            if self.model.user_tower == "text":
+                self.history_text.item_texts = self.texts  # includes items added since
+            users = encode_histories(self.model, positions, self.item_vectors, self.history_text)
+            for row, user in zip(id_rows, users):
+                out[row] = user
+        return torch.stack(out) if out else torch.zeros(0, self.model.dim)
+
+    def _free_text_user(self, text: str) -> torch.Tensor:
+        if self.model.user_tower == "text":
+            enc = self.tokenizer(
+                [self.history_text.prefix + text],
+                truncation=True,
+                max_length=self.config.max_history_tokens,
+                return_tensors="pt",
+            )
+            return self.model.encode_users_text(enc["input_ids"], enc["attention_mask"])[0].float()
+        if not self.model.has_text:
+            raise ValueError("this model has no text encoder: a free-text history cannot be read")
+        _, vector = self._encode_texts([text], ["\x00free-text"], None)  # the text as a one-item history
+        return self.model.encode_users_sequence(vector[None], torch.ones(1, 1, dtype=torch.bool))[0].float()
+
+    def recommend(self, history: Sequence[str] | str, k: int = 10, exclude_seen: bool = True):
+        """Top-k (item_id, score) for one history (item ids, oldest first, or free text)."""
+        return self.recommend_batch([history], k, exclude_seen)[0]
+
+    def recommend_batch(self, histories: Sequence[Sequence[str] | str], k: int = 10, exclude_seen: bool = True):
+        self._check_k(k)
+        for h in histories:
+            if (isinstance(h, str) and not h.strip()) or (not isinstance(h, str) and len(h) == 0):
+                raise ValueError("history is empty: give at least one item id or a non-empty text")
+        users = self.user_vectors(histories)
+        if self.model.similarity == "cosine":
+            users = F.normalize(users, dim=-1)
+        seen = [self._positions(h) if exclude_seen and not isinstance(h, str) else [] for h in histories]
+        return self._top_k(users, k, seen)
+
+    def _top_k(self, users: torch.Tensor, k: int, exclude: list[list[int]]):
+        if self._faiss is not None:
+            extra = max((len(e) for e in exclude), default=0)
+            scores, idx = self._faiss.search(users.numpy().astype("float32"), min(len(self), k + extra))
+            results = []
+            for row, ex in enumerate(exclude):
+                banned = set(ex)
+                pairs = [
+                    (self.item_ids[j], float(s)) for j, s in zip(idx[row], scores[row]) if j >= 0 and j not in banned
+                ]
+                results.append(pairs[:k])
+            return results
+        scores = users @ self._search.T
+        for row, ex in enumerate(exclude):
+            if ex:
+                scores[row, torch.as_tensor(ex)] = float("-inf")
+        top = torch.topk(scores, min(k, scores.shape[1]), dim=1)
+        return [
+            [(self.item_ids[j], float(s)) for j, s in zip(idx.tolist(), val.tolist()) if s != float("-inf")]
+            for val, idx in zip(top.values, top.indices)
+        ]
+
+    def similar_items(self, item_id: str, k: int = 10):
+        """Items whose vectors are closest to `item_id`'s (cosine), excluding the item itself."""
+        self._check_k(k)
+        (pos,) = self._positions([item_id])
+        query = F.normalize(self.item_vectors[pos : pos + 1], dim=-1)
+        scores = (query @ F.normalize(self.item_vectors, dim=-1).T)[0]
+        scores[pos] = float("-inf")
+        top = torch.topk(scores, min(k, len(self) - 1))
+        return [(self.item_ids[j], float(s)) for j, s in zip(top.indices.tolist(), top.values.tolist())]
+
+    def _check_k(self, k) -> None:
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        if k > len(self):
+            raise ValueError(f"k={k} is larger than the catalogue ({len(self)} items)")
+
+    # ----- cold start -----
+    def add_items(self, items: Sequence[Mapping[str, str]]) -> list[str]:
+        """Encode new items by their text and make them recommendable at once. Each item is a mapping with
+        `item_id` and the template's fields. Returns the ids added."""
+        if not items:
+            return []
+        ids, texts = [], []
+        for n, item in enumerate(items):
+            item_id = str(item.get("item_id", "")).strip()
+            if not item_id:
+                raise ValueError(f"items[{n}]: missing 'item_id'")
+            if item_id in self.positions or item_id in ids:
+                raise ValueError(f"items[{n}]: item id {item_id!r} already exists")
+            missing = [f for f in self.template.fields if f not in item]
+            if missing:
+                raise ValueError(f"items[{n}] ({item_id}): missing field {missing[0]!r} of the item template")
+            ids.append(item_id)
+            texts.append(self.template.render(dict(item)))
+        text, vectors = self._encode_texts(texts, ids, None)
+        for item_id in ids:
+            self.positions[item_id] = len(self.item_ids)
+            self.item_ids.append(item_id)
+        self.texts.extend(texts)
+        if text is not None and self.text_vectors is not None:
+            self.text_vectors = torch.cat([self.text_vectors, text])
+        self.item_vectors = torch.cat([self.item_vectors, vectors])
+        self._refresh_search()
+        return ids
+
+
+def build_faiss_index(vectors, kind: str):
+    """Inner-product FAISS index over `vectors` [N, D] float32: exact (flat), HNSW or IVF."""
+    try:
+        import faiss
+    except ImportError as e:
+        raise ImportError("FAISS indexes need the faiss-cpu package: pip install faiss-cpu") from e
+    dim = vectors.shape[1]
+    if kind == "faiss-flat":
+        index = faiss.IndexFlatIP(dim)
+    elif kind == "faiss-hnsw":
+        index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efSearch = 128
+    else:
+        nlist = max(1, min(1024, int(len(vectors) ** 0.5)))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.train(vectors)
+        index.nprobe = max(1, nlist // 8)
+    index.add(vectors)
+    return index
