@@ -115,3 +115,57 @@ def tiny_llama_dir(tmp_path_factory, _tiny_llama):
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def trained_model_dir(tmp_path_factory, _tiny_bert):
+    """A tiny text model trained on planted synthetic data and saved as a textrec folder, with its catalogue."""
+    import torch
+
+    from textrec.build import build_model, item_tokens
+    from textrec.config import ModelConfig
+    from textrec.evaluation import compute_text_vectors
+    from textrec.features import epoch_batches, sequence_windows
+    from textrec.hub import save_pretrained
+    from textrec.splits import leave_one_out
+    from textrec.synthetic import make_synthetic
+    from textrec.text import ItemTemplate
+    from textrec.training import TextVectorCache, TrainingObjective, collate_windows
+
+    base, tok = copy.deepcopy(_tiny_bert[0]), _tiny_bert[1]
+    data = make_synthetic(num_users=200, num_items=120, seed=1)
+    split = leave_one_out(data)
+    template = ItemTemplate("{title}")
+    cfg = ModelConfig(
+        encoder="tiny",
+        dim=32,
+        max_history=20,
+        seq_layers=1,
+        temperature=0.1,
+        lora_r=4,
+        seq_dropout=0.1,
+        lora_dropout=0.0,
+    )
+    torch.manual_seed(0)
+    model, tok = build_model(cfg, data.num_items, base, tok)
+    tokens = item_tokens(template.render_all(data.items), tok, cfg, model)
+    objective = TrainingObjective(model, tokens, torch.ones(data.num_items), max_live_items=32)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    windows, cache, step = sequence_windows(split.train, 20), TextVectorCache(), 0
+    objective.train()
+    for epoch in range(8):
+        for batch in epoch_batches(len(windows), 32, seed=0, epoch=epoch):
+            if cache.due(step, 10):
+                cache.refresh(compute_text_vectors(model, tokens, desc=None), step)
+            inputs, targets, _ = collate_windows([windows[i] for i in batch], 20)
+            objective(inputs, targets, cache=cache, seed=step).backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            step += 1
+    out = tmp_path_factory.mktemp("trained") / "model"
+    save_pretrained(model.eval(), out, cfg, data.item_ids, tokenizer=tok, item_template=template.template)
+    items_path = out.parent / "items.jsonl"
+    import json
+
+    items_path.write_text("".join(json.dumps(r) + "\n" for r in data.items.to_list()))
+    return out, items_path, data

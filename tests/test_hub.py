@@ -83,3 +83,16 @@ def test_failed_save_leaves_previous_folder_intact(tmp_path, tiny_bert):
         save_pretrained(model, tmp_path / "m", cfg, ["x"] * len(TEXTS), tokenizer=Broken())
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".m.tmp")]
+
+
+def test_resave_keeps_a_card_the_user_edited(tmp_path, tiny_bert):
+    base, tok = tiny_bert
+    model, tok, cfg = _trained_model(base, tok)
+    save_pretrained(model, tmp_path / "m", cfg, ["x"] * len(TEXTS), tokenizer=tok, metrics={"ndcg@10": 0.1})
+    generated = (tmp_path / "m" / "README.md").read_text()
+    save_pretrained(model, tmp_path / "m", cfg, ["x"] * len(TEXTS), tokenizer=tok, metrics={"ndcg@10": 0.2})
+    assert "0.2000" in (tmp_path / "m" / "README.md").read_text()  # a generated card is regenerated
+    edited = generated.replace("# textrec two-tower recommender", "# Our movie recommender")
+    (tmp_path / "m" / "README.md").write_text(edited)
+    save_pretrained(model, tmp_path / "m", cfg, ["x"] * len(TEXTS), tokenizer=tok, metrics={"ndcg@10": 0.3})
+    assert (tmp_path / "m" / "README.md").read_text() == edited

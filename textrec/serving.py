@@ -1,10 +1,10 @@
 """HTTP JSON API over a `Recommender` (FastAPI): /recommend, /items, /similar, /healthz.
 
+(No `from __future__ import annotations` here: FastAPI reads the request models from real annotations.)
+
 Invalid requests get 4xx answers with a message (422: malformed JSON or wrong types; 400: an impossible request
 such as an empty history or k larger than the catalogue; 404: unknown item ids, all of them listed), never a 500.
 """
-
-from __future__ import annotations
 
 import threading
 
