@@ -80,8 +80,9 @@ class Stream:
         return out
 
 
-def make_stream(data: RecData, base_fraction: float = 0.5, num_slices: int = 5, test_fraction: float = 0.1,
-                seed: int = 0) -> Stream:
+def make_stream(
+    data: RecData, base_fraction: float = 0.5, num_slices: int = 5, test_fraction: float = 0.1, seed: int = 0
+) -> Stream:
     """Cut `data` into the E2 periods (base + `num_slices` slices), each with a seeded held-out test share."""
     if not 0 < base_fraction < 1:
         raise ValueError(f"base_fraction: must be in (0, 1), got {base_fraction}")
@@ -130,8 +131,12 @@ class Reservoir:
         return np.asarray(sorted(self.items), dtype=np.int64)
 
     def state_dict(self) -> dict:
-        return {"capacity": self.capacity, "items": list(self.items), "seen": self.seen,
-                "rng": self.rng.bit_generator.state}
+        return {
+            "capacity": self.capacity,
+            "items": list(self.items),
+            "seen": self.seen,
+            "rng": self.rng.bit_generator.state,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.capacity, self.items, self.seen = state["capacity"], list(state["items"]), state["seen"]
