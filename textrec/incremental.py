@@ -94,12 +94,13 @@ def fit(
     groups = [{"params": heads, "lr": settings.lr}] + ([{"params": enc, "lr": settings.encoder_lr}] if enc else [])
     optimizer = torch.optim.AdamW(groups)
     cost = {"seconds": 0.0, "steps": 0, "examples": 0, "epochs_done": 0}
+    rng_state = None
     if state_dir is not None and (state_dir / "loop.json").is_file():
         cost = json.loads((state_dir / "loop.json").read_text())
         state = torch.load(state_dir / "state.pt", weights_only=False)
         model.load_state_dict(state["model"], strict=False)
         optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
+        rng_state = state["torch_rng"]
         logger.info(f"resuming the update from epoch {cost['epochs_done']} ({state_dir})")
     named = {n: p for n, p in model.named_parameters() if p.requires_grad}
     cache = TextVectorCache()
@@ -111,42 +112,51 @@ def fit(
     objective.train()
     from textrec.evaluation import compute_text_vectors
 
-    for epoch in range(cost["epochs_done"], settings.epochs):
-        started = time.perf_counter()
-        learning = encoder_is_trainable(model) and epoch >= warmup_epochs
-        objective.max_live_items = settings.max_live_items if learning else 0
-        refresh = settings.cache_refresh_steps if learning else 0
-        for batch in epoch_batches(len(windows), settings.batch_size, settings.seed, epoch, rank, world):
-            if model.has_text and cache.due(cost["steps"], refresh):
-                vectors = compute_text_vectors(model, item_tokens, accelerator=accelerator, desc=None)
-                cache.refresh(vectors, cost["steps"])
-            inputs, targets = collate_target_windows([windows[i] for i in batch], model.max_history, device)
-            loss = wrapped(inputs, targets, cache=cache, seed=settings.seed * 1_000_003 + cost["steps"])
-            if anchor is not None and settings.l2sp > 0:
-                loss = loss + settings.l2sp * sum(((named[n] - a) ** 2).sum() for n, a in anchor.items() if n in named)
-            if accelerator is not None:
-                accelerator.backward(loss)
-            else:
-                loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
-            cost["steps"] += 1
-            cost["examples"] += int((targets >= 0).sum()) * world
-        cost["seconds"] += time.perf_counter() - started
-        cost["epochs_done"] = epoch + 1
-        if state_dir is not None and (accelerator is None or accelerator.is_main_process):
-            state_dir.mkdir(parents=True, exist_ok=True)
-            trainable = {
-                n: p.detach().clone()
-                for n, p in model.state_dict(keep_vars=True).items()
-                if isinstance(p, torch.nn.Parameter) and p.requires_grad
-            }
-            tmp = state_dir / "state.pt.tmp"
-            torch.save(
-                {"model": trainable, "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()}, tmp
-            )
-            tmp.replace(state_dir / "state.pt")
-            atomic_write_text(state_dir / "loop.json", json.dumps(cost))
+    # The update's own random stream (dropout): seeded, isolated from the caller's, restored on resume.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(settings.seed)
+        if rng_state is not None:
+            torch.set_rng_state(rng_state)
+        for epoch in range(cost["epochs_done"], settings.epochs):
+            started = time.perf_counter()
+            learning = encoder_is_trainable(model) and epoch >= warmup_epochs
+            objective.max_live_items = settings.max_live_items if learning else 0
+            refresh = settings.cache_refresh_steps if learning else 0
+            batches = epoch_batches(len(windows), settings.batch_size, settings.seed, epoch, rank, world)
+            for i, batch in enumerate(batches):
+                # Refreshing at every epoch start too makes a resumed update identical to an unbroken one.
+                if model.has_text and (cache.due(cost["steps"], refresh) or (i == 0 and learning)):
+                    vectors = compute_text_vectors(model, item_tokens, accelerator=accelerator, desc=None)
+                    cache.refresh(vectors, cost["steps"])
+                inputs, targets = collate_target_windows([windows[i] for i in batch], model.max_history, device)
+                loss = wrapped(inputs, targets, cache=cache, seed=settings.seed * 1_000_003 + cost["steps"])
+                if anchor is not None and settings.l2sp > 0:
+                    loss = loss + settings.l2sp * sum(
+                        ((named[n] - a) ** 2).sum() for n, a in anchor.items() if n in named
+                    )
+                if accelerator is not None:
+                    accelerator.backward(loss)
+                else:
+                    loss.backward()
+                optimizer.step()
+                optimizer.zero_grad()
+                cost["steps"] += 1
+                cost["examples"] += int((targets >= 0).sum()) * world
+            cost["seconds"] += time.perf_counter() - started
+            cost["epochs_done"] = epoch + 1
+            if state_dir is not None and (accelerator is None or accelerator.is_main_process):
+                state_dir.mkdir(parents=True, exist_ok=True)
+                trainable = {
+                    n: p.detach().clone()
+                    for n, p in model.state_dict(keep_vars=True).items()
+                    if isinstance(p, torch.nn.Parameter) and p.requires_grad
+                }
+                tmp = state_dir / "state.pt.tmp"
+                torch.save(
+                    {"model": trainable, "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()}, tmp
+                )
+                tmp.replace(state_dir / "state.pt")
+                atomic_write_text(state_dir / "loop.json", json.dumps(cost))
     return cost
 
 

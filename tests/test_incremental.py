@@ -1,0 +1,217 @@
+"""Incremental learning (protocol E2): the stream, the update function, versions, and the side-by-side recipe."""
+
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from textrec.build import build_model
+from textrec.config import ModelConfig
+from textrec.evaluation import compute_item_vectors, compute_text_vectors, evaluate
+from textrec.hub import load_pretrained
+from textrec.incremental import AdapterRegistry, UpdateSettings, save_version, update_adapter
+from textrec.stream import Reservoir, continual_metrics, make_stream
+from textrec.synthetic import make_synthetic
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_stream_follows_protocol_e2():
+    data = make_synthetic(num_users=120, num_items=50, seed=4)
+    stream = make_stream(data, base_fraction=0.5, num_slices=5, test_fraction=0.1, seed=0)
+    n = len(data.interactions)
+    sizes = [p.size for p in stream.periods]
+    assert sum(sizes) == n and sizes[0] == round(n / 2) and max(sizes[1:]) - min(sizes[1:]) <= 1
+    assert all(abs(len(p.test) - round(0.1 * p.size)) == 0 for p in stream.periods)
+    assert np.all(np.diff(stream.timestamps) >= 0)
+    for p in stream.periods:  # train and test of a period partition it
+        assert len(np.intersect1d(p.train, p.test)) == 0
+    events = stream.eval_events(3, cap=10, seed=0)
+    assert len(events) == 10 and events == stream.eval_events(3, cap=10, seed=0)  # a fixed sample
+    pos = stream.periods[3].test[0]
+    full = stream.eval_events(3, cap=10_000)[0]
+    mine = [i for k, i in enumerate(stream.items[:pos]) if stream.users[k] == stream.users[pos]]
+    assert list(full.history) == mine and full.target == stream.items[pos]  # all history before it
+
+
+def test_reservoir_is_bounded_and_uniform():
+    counts = np.zeros(100)
+    for seed in range(300):
+        r = Reservoir(10, seed)
+        r.add(range(100))
+        assert len(r.sample()) == 10 and r.seen == 100
+        counts[r.sample()] += 1
+    assert counts.min() > 10 and counts.max() < 60  # expected 30 each
+
+
+def test_continual_metrics_hand_computed():
+    r = [[0.10, 0.05, 0.04], [0.09, 0.12, 0.06], [0.08, 0.11, 0.13]]
+    m = continual_metrics(r)
+    assert m["prequential"] == [0.05, 0.06] and m["current"] == [0.10, 0.12, 0.13]
+    assert m["forgetting"] == pytest.approx([0.10 - 0.08, 0.12 - 0.11])
+    assert m["bwt"] == pytest.approx(((0.08 - 0.10) + (0.11 - 0.12)) / 2)
+
+
+@pytest.fixture
+def base_registry(tmp_path, tiny_bert):
+    data = make_synthetic(num_users=80, num_items=40, seed=5)
+    stream = make_stream(data, num_slices=2)
+    base, tok = tiny_bert
+    cfg = ModelConfig(encoder="tiny", dim=16, max_history=10, seq_layers=1, lora_dropout=0.0, seq_dropout=0.0)
+    model, tok = build_model(cfg, data.num_items, base, tok)
+    registry = AdapterRegistry(tmp_path / "versions")
+    period = stream.periods[0]
+    save_version(
+        registry,
+        model,
+        cfg,
+        data.item_ids,
+        tokenizer=tok,
+        item_template="{title}",
+        parent=None,
+        strategy="base",
+        data_range=(period.start_time, period.end_time),
+        cost={},
+    )
+    slices = [data.select_interactions(stream.order[np.sort(np.r_[p.train, p.test])]) for p in stream.periods]
+    return registry, slices, data
+
+
+def test_update_adapter_versions_and_refusals(base_registry, _tiny_bert):
+    registry, slices, data = base_registry
+    settings = UpdateSettings(epochs=1, batch_size=16, seed=0)
+    v1 = update_adapter(registry, slices[1], settings=settings, base=copy.deepcopy(_tiny_bert[0]))
+    assert v1 == "slice_001" and registry.latest() == "slice_001"
+    assert registry.entry(v1)["parent"] == "slice_000"
+    assert registry.entry(v1)["cost"]["steps"] > 0 and registry.entry(v1)["cost"]["adapter_bytes"] > 0
+    with pytest.raises(ValueError, match="empty"):
+        update_adapter(registry, slices[2].select_interactions([]), base=copy.deepcopy(_tiny_bert[0]))
+    with pytest.raises(ValueError, match="before the end of slice_001"):
+        update_adapter(registry, slices[1], settings=settings, base=copy.deepcopy(_tiny_bert[0]))
+    v2 = update_adapter(registry, slices[2], settings=settings, base=copy.deepcopy(_tiny_bert[0]))
+    assert registry.entry(v2)["parent"] == v1
+    # any version can start an update: branch from the base again
+    v3 = update_adapter(registry, slices[2], parent="slice_000", settings=settings, base=copy.deepcopy(_tiny_bert[0]))
+    assert registry.entry(v3)["parent"] == "slice_000"
+    a = load_file(registry.path(v1) / "adapter_model.safetensors")
+    b = load_file(registry.path("slice_000") / "adapter_model.safetensors")
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # the update changed the adapter
+
+
+def test_killed_update_resumes_to_the_same_adapter(base_registry, _tiny_bert, tmp_path, monkeypatch):
+    registry, slices, _ = base_registry
+    twin = AdapterRegistry(tmp_path / "twin")
+    import shutil
+
+    shutil.copytree(registry.root, twin.root)
+    settings = UpdateSettings(epochs=3, batch_size=16, seed=0, cache_refresh_steps=2)
+    unbroken = update_adapter(registry, slices[1], settings=settings, base=copy.deepcopy(_tiny_bert[0]))
+
+    import textrec.incremental as inc
+
+    real = inc.epoch_batches
+
+    def die_in_epoch_2(n, bs, seed, epoch, *args):
+        if epoch == 2:
+            raise KeyboardInterrupt("killed")
+        return real(n, bs, seed, epoch, *args)
+
+    with monkeypatch.context() as m:
+        m.setattr(inc, "epoch_batches", die_in_epoch_2)
+        with pytest.raises(KeyboardInterrupt):
+            update_adapter(twin, slices[1], settings=settings, base=copy.deepcopy(_tiny_bert[0]))
+    assert twin.latest() == "slice_000" and (twin.root / ".slice_001.partial" / "loop.json").is_file()
+    resumed = update_adapter(twin, slices[1], settings=settings, base=copy.deepcopy(_tiny_bert[0]))
+    for name in ("adapter_model.safetensors", "textrec_weights.safetensors"):
+        a, b = load_file(registry.path(unbroken) / name), load_file(twin.path(resumed) / name)
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    assert not (twin.root / ".slice_001.partial").exists()
+
+
+@pytest.fixture(scope="module")
+def drift_report(tmp_path_factory, tiny_bert_dir):
+    out = tmp_path_factory.mktemp("incremental")
+    cmd = [
+        sys.executable,
+        str(ROOT / "recipes" / "incremental_lora.py"),
+        "--config",
+        str(ROOT / "recipes" / "configs" / "incremental_synthetic_tiny.yaml"),
+        f"model.encoder={tiny_bert_dir}",
+        "model.id_embedding=false",
+        f"incremental.output_dir={out}",
+    ]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return out, json.loads((out / "report.json").read_text())
+
+
+def test_updates_beat_frozen_on_later_slices(drift_report):
+    _, report = drift_report
+    s = report["strategies"]
+    for name in ("finetune", "replay"):
+        assert s[name]["mean_prequential"] > s["frozen"]["mean_prequential"], name
+        assert np.mean(s[name]["current"][1:]) > np.mean(s["frozen"]["current"][1:]), name
+    # Not asserted yet: replay forgetting less than finetune on the first period. On this drifting synthetic data
+    # forgetting is within evaluation noise (often negative for both), so such an assertion would be a coin flip.
+    assert (
+        s["frozen"]["cumulative_seconds"] == 0
+        and s["full_retrain"]["optimizer_steps"] > s["finetune"]["optimizer_steps"]
+    )
+
+
+def test_versions_chain_and_reload_to_identical_scores(drift_report, tiny_bert_dir):
+    out, report = drift_report
+    registry = AdapterRegistry(out / "replay")
+    versions = registry.versions()
+    assert [v["version"] for v in versions] == ["slice_000", "slice_001", "slice_002", "slice_003"]
+    assert [v["parent"] for v in versions] == [None, "slice_000", "slice_001", "slice_002"]
+    assert registry.latest() == "slice_003"
+    data = make_synthetic(num_users=150, num_items=60, drift=0.06, seed=0)
+    stream = make_stream(data, num_slices=3, seed=42)
+    model, tok, config = load_pretrained(registry.path("slice_002"))
+    from textrec.build import item_tokens
+    from textrec.text import ItemTemplate
+
+    cfg = ModelConfig(**config["model"])
+    tokens = item_tokens(ItemTemplate(config["item_template"]).render_all(data.items), tok, cfg, model)
+    vectors = compute_item_vectors(model, compute_text_vectors(model, tokens, desc=None))
+    row = [evaluate(model, stream.eval_events(p, 500, 42), vectors)["ndcg@10"] for p in range(4)]
+    assert row == report["strategies"]["replay"]["matrix"][2]
+
+
+def test_incremental_recipe_under_two_processes(tmp_path, tiny_bert_dir):
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        str(ROOT / "recipes" / "incremental_lora.py"),
+        "--config",
+        str(ROOT / "recipes" / "configs" / "incremental_synthetic_tiny.yaml"),
+        f"model.encoder={tiny_bert_dir}",
+        "model.id_embedding=false",
+        f"incremental.output_dir={tmp_path}",
+        "incremental.num_slices=2",
+        "incremental.base_epochs=2",
+        "incremental.update_epochs=1",
+        "incremental.strategies=[finetune,replay]",
+    ]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert set(report["strategies"]) == {"finetune", "replay"}
+    assert all(np.isfinite(report["strategies"]["replay"]["matrix"]).all() for _ in [0])
