@@ -6,21 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from helpers import LAUNCH_TWO_PROCESSES
+
 SCRIPT = Path(__file__).resolve().parent / "scripts" / "dist_eval.py"
-LAUNCH = [
-    sys.executable,
-    "-m",
-    "accelerate.commands.launch",
-    "--multi_gpu",
-    "--num_processes",
-    "2",
-    "--num_machines",
-    "1",
-    "--mixed_precision",
-    "no",
-    "--dynamo_backend",
-    "no",
-]
+LAUNCH = LAUNCH_TWO_PROCESSES
 
 
 def _run(cmd, **env):

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import LAUNCH_TWO_PROCESSES
 from safetensors.torch import load_file
 
 from textrec.build import build_model
@@ -186,19 +187,7 @@ def test_versions_chain_and_reload_to_identical_scores(drift_report, tiny_bert_d
 
 
 def test_incremental_recipe_under_two_processes(tmp_path, tiny_bert_dir):
-    cmd = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
+    cmd = LAUNCH_TWO_PROCESSES + [
         str(ROOT / "recipes" / "incremental_lora.py"),
         "--config",
         str(ROOT / "recipes" / "configs" / "incremental_synthetic_tiny.yaml"),

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import LAUNCH_TWO_PROCESSES
 from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,20 +90,7 @@ def test_resume_from_checkpoint_matches_uninterrupted_run(tmp_path, tiny_bert_di
 
 def test_train_recipe_two_processes(tmp_path, tiny_bert_dir):
     pytest.importorskip("accelerate")
-    launcher = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-    ]
+    launcher = LAUNCH_TWO_PROCESSES
     out = tmp_path / "ddp"
     run_recipe(
         f"model.encoder={tiny_bert_dir}",

@@ -1,0 +1,19 @@
+"""Small helpers shared by tests (importable because pytest puts tests/ on sys.path)."""
+
+import sys
+
+# `accelerate launch --multi_gpu --num_processes 2` on a CPU machine: two gloo processes (MULTI_CPU).
+LAUNCH_TWO_PROCESSES = [
+    sys.executable,
+    "-m",
+    "accelerate.commands.launch",
+    "--multi_gpu",
+    "--num_processes",
+    "2",
+    "--num_machines",
+    "1",
+    "--mixed_precision",
+    "no",
+    "--dynamo_backend",
+    "no",
+]
