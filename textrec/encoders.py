@@ -106,8 +106,14 @@ class TextEncoder(nn.Module):
     def base_config(self):
         return self.model.config
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask)
+    def forward(
+        self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor, inputs_embeds: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Token ids (or token input embeddings, e.g. perturbed ones) -> pooled vectors [B, H]."""
+        if inputs_embeds is not None:
+            out = self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask)
+        else:
+            out = self.model(input_ids=input_ids, attention_mask=attention_mask)
         return pool(out.last_hidden_state, attention_mask, self.pooling)
 
 
