@@ -75,3 +75,48 @@ def test_token_embedding_attack_on_a_text_encoder(tiny_bert):
         attacked = loss_fn(model.item_encoder(None, enc["attention_mask"], inputs_embeds=embeds + delta))
         same = loss_fn(model.item_encoder(enc["input_ids"], enc["attention_mask"]))
     assert torch.allclose(clean, same, atol=1e-5) and attacked > clean
+
+
+def _run_fgsm_recipe(out, tiny_bert_dir, launcher=None, *extra):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    cmd = (launcher or [sys.executable]) + [
+        str(root / "recipes" / "adversarial_fgsm.py"),
+        "--config",
+        str(root / "recipes" / "configs" / "fgsm_synthetic_tiny.yaml"),
+        f"model.encoder={tiny_bert_dir}",
+        f"adversarial.output_dir={out}",
+        *extra,
+    ]
+    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    import json
+
+    return json.loads((out / "report.json").read_text())
+
+
+def test_fgsm_recipe_control_and_both_models(tmp_path, tiny_bert_dir):
+    report = _run_fgsm_recipe(tmp_path, tiny_bert_dir)
+    for name in ("normal", "adversarial"):
+        rows = report["models"][name]
+        assert 0 < rows["clean"] <= 1
+        grid = {(r["attack"], r["eps_rel"]): r["ndcg@10"] for r in rows["attacks"]}
+        assert len(grid) == 16
+    normal = {(r["attack"], r["eps_rel"]): r["ndcg@10"] for r in report["models"]["normal"]["attacks"]}
+    clean = report["models"]["normal"]["clean"]
+    for eps in (0.05, 0.1):  # the same-norm noise control stays closer to clean than the attack
+        for norm in ("sign", "l2"):
+            assert abs(clean - normal[(f"random_{norm}", eps)]) < clean - normal[(norm, eps)], (norm, eps)
+    assert (tmp_path / "adversarial" / "adapter_model.safetensors").is_file()
+
+
+def test_fgsm_recipe_under_two_processes(tmp_path, tiny_bert_dir):
+    from helpers import LAUNCH_TWO_PROCESSES
+
+    report = _run_fgsm_recipe(
+        tmp_path, tiny_bert_dir, LAUNCH_TWO_PROCESSES, "adversarial.epochs=2", "adversarial.eps_grid=[0.1]"
+    )
+    assert set(report["models"]) == {"normal", "adversarial"}

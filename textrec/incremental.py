@@ -79,6 +79,7 @@ def fit(
     accelerator=None,
     warmup_epochs: int = 0,
     num_negatives: int = 0,
+    adversarial=None,
 ) -> dict:
     """Train `model` on the marked events of `sequences` (user -> (items, is_target)). Returns the cost.
 
@@ -87,7 +88,12 @@ def fit(
     The first `warmup_epochs` keep the encoder out (no live item encoding: heads and tower only)."""
     windows = target_windows(sequences, model.max_history)
     objective = TrainingObjective(
-        model, item_tokens, item_freq, num_negatives=num_negatives, max_live_items=settings.max_live_items
+        model,
+        item_tokens,
+        item_freq,
+        num_negatives=num_negatives,
+        max_live_items=settings.max_live_items,
+        adversarial=adversarial,
     )
     enc = [p for n, p in model.named_parameters() if p.requires_grad and "_encoder." in n]
     heads = [p for n, p in model.named_parameters() if p.requires_grad and "_encoder." not in n]

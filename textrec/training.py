@@ -10,6 +10,8 @@ the cache is computed once and training is as fast as an ID model.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch import nn
@@ -19,6 +21,16 @@ from textrec.losses import InBatchSoftmaxLoss, RatingMSELoss, SampledBCELoss, lo
 from textrec.model import TwoTowerModel
 
 LOSSES = ("softmax", "bce", "mse")
+
+
+@dataclass
+class AdversarialSettings:
+    """Adversarial training on tower outputs: loss = L(clean) + weight * L(clean + eps * step(grad))."""
+
+    eps: float = 0.1  # relative to the mean item vector norm
+    norm: str = "sign"  # sign (FGSM) | l2 (FGM / APR)
+    weight: float = 1.0  # lambda
+    where: str = "both"  # users | items | both
 
 
 class TextVectorCache:
@@ -65,6 +77,7 @@ class TrainingObjective(nn.Module):
         num_negatives: int = 0,
         max_live_items: int = 64,
         history_text: HistoryText | None = None,
+        adversarial: AdversarialSettings | None = None,
     ):
         super().__init__()
         if loss not in LOSSES:
@@ -81,6 +94,7 @@ class TrainingObjective(nn.Module):
         self.num_negatives = num_negatives
         self.max_live_items = max_live_items
         self.history_text = history_text
+        self.adversarial = adversarial
 
     # ----- item vectors for a set of item indices -----
     def item_vectors(self, ids: torch.Tensor, cache: TextVectorCache | None, rng: np.random.Generator | None):
@@ -140,9 +154,25 @@ class TrainingObjective(nn.Module):
     def _softmax(self, users, target_ids, cache, rng):
         extra = self._uniform(self.num_negatives, rng, target_ids.device)
         candidates, columns = torch.unique(torch.cat([target_ids, extra]), return_inverse=True)
-        logits = self.model.score(users, self.item_vectors(candidates, cache, rng))
+        items = self.item_vectors(candidates, cache, rng)
         log_q = log_sampling_probability(candidates, self.item_freq, len(target_ids), self.num_negatives)
-        return self.softmax(logits, columns[: len(target_ids)], candidates, target_ids, log_q)
+
+        def loss_of(u, v):
+            return self.softmax(self.model.score(u, v), columns[: len(target_ids)], candidates, target_ids, log_q)
+
+        loss = loss_of(users, items)
+        adv = self.adversarial
+        if adv is None or adv.weight == 0 or not self.training:
+            return loss
+        # loss + weight * loss(perturbed tower outputs), the perturbation from the gradient of the clean loss
+        # (FGSM / FGM, APR: He et al. SIGIR 2018); eps is relative to the mean item vector norm.
+        from textrec.adversarial import perturbation
+
+        eps = adv.eps * items.detach().norm(dim=-1).mean()
+        gu, gv = torch.autograd.grad(loss, [users, items], retain_graph=True)
+        du = perturbation(gu, eps, adv.norm).detach() if adv.where in ("users", "both") else 0
+        dv = perturbation(gv, eps, adv.norm).detach() if adv.where in ("items", "both") else 0
+        return loss + adv.weight * loss_of(users + du, items + dv)
 
     def _bce(self, users, target_ids, cache, rng):
         negatives = self._uniform(len(target_ids) * self.num_negatives, rng, target_ids.device)
