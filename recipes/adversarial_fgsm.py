@@ -98,6 +98,7 @@ def main():
 
     # 2. Models: one initial state, trained twice (normal, adversarial) with the same budget
     initial, tokenizer = build_model(model_cfg, data.num_items)
+    initial.mark_trained_items(np.unique(np.concatenate(split.train)))
     tokens = item_tokens(texts, tokenizer, model_cfg, initial) if initial.has_text else None
     sequences = {u: (seq, np.ones(len(seq), dtype=bool)) for u, seq in enumerate(split.train) if len(seq) >= 2}
     freq = torch.as_tensor(np.bincount(np.concatenate(split.train), minlength=data.num_items), dtype=torch.float32)

@@ -198,6 +198,7 @@ def main():
 
     # 2. Model
     model, tokenizer = build_model(model_cfg, data.num_items)
+    model.mark_trained_items(np.unique(np.concatenate(split.train)))  # untrained id rows stay out of scoring
     tokens = item_tokens(texts, tokenizer, model_cfg, model) if model.has_text else None
     hist_text = history_text(texts, tokenizer, model_cfg)
     freq = torch.as_tensor(popularity_scores(split.train, data.num_items), dtype=torch.float32) + 1.0

@@ -139,6 +139,8 @@ def evaluate(
     was_training = model.training
     model.eval()
     num_items = item_vectors.shape[0]
+    rankable = model.rankable_items(num_items)
+    unrankable = None if rankable is None else ~rankable.to(item_vectors.device)
 
     def run(start, end):
         batch = events[start:end]
@@ -153,6 +155,8 @@ def evaluate(
             for row, e in enumerate(batch):
                 if e.history:
                     masked[row, torch.as_tensor(e.history, device=scores.device)] = True
+        if unrankable is not None:  # e.g. items an ID-only model never saw: ranked below everything
+            scores = scores.masked_fill(unrankable, float("-inf"))
         ranks = target_ranks(scores, targets, masked).double()
         predicted = model.predict_rating(scores[torch.arange(len(batch)), targets]).double()
         return torch.stack([ranks, predicted], dim=1)

@@ -96,6 +96,9 @@ def extra_weights(model) -> dict[str, torch.Tensor]:
             continue
         if not in_encoder or param.requires_grad:
             out[name] = param.detach().cpu().contiguous()
+    for name, buffer in model.named_buffers():
+        if name == "id_trained":
+            out[name] = buffer.detach().cpu().to(torch.uint8).contiguous()
     return out
 
 
@@ -221,6 +224,8 @@ def load_weights_into(model, directory: str | Path) -> None:
     missing = set(extra_weights(model)) - set(weights)
     if missing:
         raise ValueError(f"{directory / WEIGHTS_FILE}: missing weights {sorted(missing)[:5]}")
+    if "id_trained" in weights:
+        weights["id_trained"] = weights["id_trained"].bool()
     model.load_state_dict(weights, strict=False)
 
 

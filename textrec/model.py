@@ -92,6 +92,9 @@ class TwoTowerModel(nn.Module):
         self.item_encoder = item_encoder
         self.item_proj = nn.Linear(item_encoder.hidden_size, dim) if item_encoder is not None else None
         self.id_embedding = nn.Embedding(num_items, dim) if id_embedding else None
+        # Which id rows were trained: an item never seen in training has no id part (its row is still random), and
+        # an ID-only model cannot rank it at all (see `rankable_items`).
+        self.register_buffer("id_trained", torch.ones(num_items, dtype=torch.bool))
         if self.id_embedding is not None:
             nn.init.normal_(self.id_embedding.weight, std=0.02 if item_encoder is not None else 1.0 / dim**0.5)
         if user_tower == "sequence":
@@ -124,10 +127,25 @@ class TwoTowerModel(nn.Module):
                 raise ValueError("this item tower reads text: pass text_vectors")
             out = self.item_proj(text_vectors.to(self.item_proj.weight.dtype))
         if self.id_embedding is not None:
-            known = (item_ids >= 0) & (item_ids < self.num_items)
-            ids = self.id_embedding(item_ids.clamp(0, self.num_items - 1)) * known.unsqueeze(-1)
+            rows = item_ids.clamp(0, self.num_items - 1)
+            known = (item_ids >= 0) & (item_ids < self.num_items) & self.id_trained[rows]
+            ids = self.id_embedding(rows) * known.unsqueeze(-1)
             out = ids if out is None else out + ids
         return out
+
+    def mark_trained_items(self, item_ids) -> None:
+        """Record which item ids occur in the training data (all others get no id part)."""
+        self.id_trained.zero_()
+        self.id_trained[torch.as_tensor(item_ids, dtype=torch.long)] = True
+
+    def rankable_items(self, num_items: int) -> torch.Tensor | None:
+        """Items the model can score: all of them with a text tower; only trained ids for an ID-only model."""
+        if self.has_text:
+            return None
+        mask = torch.zeros(num_items, dtype=torch.bool, device=self.id_trained.device)
+        n = min(num_items, self.num_items)
+        mask[:n] = self.id_trained[:n]
+        return mask
 
     def encode_items(self, item_ids: torch.Tensor, input_ids=None, attention_mask=None) -> torch.Tensor:
         text = self.item_text_vectors(input_ids, attention_mask) if self.has_text else None

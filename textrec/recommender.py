@@ -176,6 +176,11 @@ class Recommender:
         if self.model.similarity == "cosine":
             items = F.normalize(items, dim=-1)
         self._search = (items / self.model.temperature).contiguous()
+        self._unrankable = None
+        if not self.model.has_text:  # an ID-only model cannot score items it never trained on
+            rows = self._id_rows(self.item_ids)
+            trained = (rows >= 0) & self.model.id_trained[rows.clamp_min(0)].cpu()
+            self._unrankable = ~trained if not trained.all() else None
         self._faiss = None
         if self.index_kind != "exact" and len(items):
             self._faiss = build_faiss_index(self._search.numpy(), self.index_kind)
@@ -246,11 +251,15 @@ class Recommender:
             for row, ex in enumerate(exclude):
                 banned = set(ex)
                 pairs = [
-                    (self.item_ids[j], float(s)) for j, s in zip(idx[row], scores[row]) if j >= 0 and j not in banned
+                    (self.item_ids[j], float(s))
+                    for j, s in zip(idx[row], scores[row])
+                    if j >= 0 and j not in banned and (self._unrankable is None or not self._unrankable[j])
                 ]
                 results.append(pairs[:k])
             return results
         scores = users @ self._search.T
+        if self._unrankable is not None:
+            scores[:, self._unrankable] = float("-inf")
         for row, ex in enumerate(exclude):
             if ex:
                 scores[row, torch.as_tensor(ex)] = float("-inf")
