@@ -74,15 +74,19 @@ class HistoryText:
         return self.prefix + self.separator.join(parts[-self.num_items :])
 
     def tokenize(self, histories: Sequence[Sequence[int]], device=None) -> tuple[torch.Tensor, torch.Tensor]:
-        # Truncate from the left so the most recent items survive.
+        # Truncate from the left so the most recent items survive; the tokenizer's own setting is restored.
+        side = self.tokenizer.truncation_side
         self.tokenizer.truncation_side = "left"
-        enc = self.tokenizer(
-            [self.render(h) for h in histories],
-            truncation=True,
-            max_length=self.max_tokens,
-            padding=True,
-            return_tensors="pt",
-        )
+        try:
+            enc = self.tokenizer(
+                [self.render(h) for h in histories],
+                truncation=True,
+                max_length=self.max_tokens,
+                padding=True,
+                return_tensors="pt",
+            )
+        finally:
+            self.tokenizer.truncation_side = side
         return enc["input_ids"].to(device), enc["attention_mask"].to(device)
 
 
