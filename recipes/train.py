@@ -298,6 +298,7 @@ def main():
             state.epoch,
             accelerator.process_index,
             accelerator.num_processes,
+            multiple=train_cfg.gradient_accumulation_steps,
         )
         if model.user_tower == "text":
             examples = _text_examples(split.train, train_cfg.targets_per_user, train_cfg.seed, state.epoch)

@@ -102,3 +102,17 @@ def test_train_recipe_two_processes(tmp_path, tiny_bert_dir):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["num_processes"] == 2
     assert metrics["results"]["test_mask=True"]["n_events"] == 200  # every user once, none duplicated
+
+
+def test_train_recipe_mixed_precision_and_accumulation(tmp_path, tiny_bert_dir):
+    out = tmp_path / "bf16"
+    run_recipe(
+        f"model.encoder={tiny_bert_dir}",
+        f"training.output_dir={out}",
+        "training.epochs=1",
+        "training.mixed_precision=bf16",
+        "training.gradient_accumulation_steps=2",
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["optimizer_steps"] == 4  # 7 micro-batches of 32 windows, 2 per optimizer step (last one partial)
+    assert 0 < metrics["results"]["test_mask=True"]["ndcg@10"] <= 1

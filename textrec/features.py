@@ -104,15 +104,23 @@ def sequence_windows(sequences: Sequence[np.ndarray], max_len: int) -> list[np.n
 
 
 def epoch_batches(
-    num_examples: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world_size: int = 1, shuffle: bool = True
+    num_examples: int,
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    rank: int = 0,
+    world_size: int = 1,
+    shuffle: bool = True,
+    multiple: int = 1,
 ) -> list[np.ndarray]:
     """This process's batches of example indices for one epoch: a seeded permutation cut into batches,
     dealt round-robin to processes. Batch counts are made equal across processes by wrapping around, so
-    distributed training never waits on a missing batch."""
+    distributed training never waits on a missing batch; with `multiple` (gradient accumulation steps) every
+    process gets whole accumulation cycles, so no gradient is left over at the end of an epoch."""
     order = np.random.default_rng([seed, epoch]).permutation(num_examples) if shuffle else np.arange(num_examples)
     batches = [order[i : i + batch_size] for i in range(0, num_examples, batch_size)]
     if not batches:
         return []
-    per_process = -(-len(batches) // world_size)
+    per_process = -(-len(batches) // (world_size * multiple)) * multiple  # whole accumulation cycles
     batches = [batches[i % len(batches)] for i in range(per_process * world_size)]
     return batches[rank::world_size]
