@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -42,6 +43,8 @@ def run_config(name: str, out_root: Path, scale: float, force: bool, launcher: l
     if metrics_path.is_file() and not force:
         print(f"[{name}] reusing {metrics_path}")
         return json.loads(metrics_path.read_text())
+    if out.exists():  # a forced or unfinished run starts clean (no resuming from an older code's checkpoints)
+        shutil.rmtree(out)
     cfg = yaml.safe_load((ROOT / "recipes" / "configs" / config).read_text())
     budget = float(cfg["training"].get("max_train_minutes", 0)) * scale
     cmd = launcher + [
@@ -164,7 +167,7 @@ def main() -> None:
 
     meta = {
         "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()} {platform.processor() or ''} {torch.get_num_threads()} threads".strip()
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads"
         + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", CPU only"),
         "command": "python scripts/benchmark_ml100k.py " + " ".join(sys.argv[1:]),
         "torch": torch.__version__,

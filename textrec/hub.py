@@ -221,7 +221,7 @@ def load_weights_into(model, directory: str | Path) -> None:
             user = load_file(str(directory / "user_adapter" / "adapter_model.safetensors"))
             set_peft_model_state_dict(model.user_encoder.model, user)
     weights = load_file(str(directory / WEIGHTS_FILE))
-    missing = set(extra_weights(model)) - set(weights)
+    missing = set(extra_weights(model)) - set(weights) - {"id_trained"}  # optional: older folders lack it
     if missing:
         raise ValueError(f"{directory / WEIGHTS_FILE}: missing weights {sorted(missing)[:5]}")
     if "id_trained" in weights:
