@@ -255,6 +255,16 @@ def main():
     if train_cfg.scheduler == "plateau":
         accelerator.register_for_checkpointing(scheduler)
     resume_from = latest_checkpoint(output_dir)
+    run_config = {k: v for k, v in config_to_dict(cfg).items() if k in ("data", "model")}
+    if resume_from is not None and (output_dir / "run_config.json").is_file():
+        saved = json.loads((output_dir / "run_config.json").read_text())
+        if saved != json.loads(json.dumps(run_config)):
+            raise ValueError(
+                f"{output_dir}: its checkpoints were made with other data/model settings; resume with the same "
+                "config, or choose a new training.output_dir"
+            )
+    if accelerator.is_main_process:
+        atomic_write_text(output_dir / "run_config.json", json.dumps(run_config, indent=2))
     if resume_from is not None:
         accelerator.load_state(str(resume_from))
         if accelerator.is_main_process and (resume_from / "best_model").exists():

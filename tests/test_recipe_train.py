@@ -76,9 +76,12 @@ def test_resume_from_checkpoint_matches_uninterrupted_run(tmp_path, tiny_bert_di
     # A run killed after step 8 leaves exactly checkpoints/step_8 (plus perhaps a half-written temporary folder).
     killed = tmp_path / "killed"
     shutil.copytree(full / "checkpoints" / "step_8", killed / "checkpoints" / "step_8")
+    shutil.copy(full / "run_config.json", killed / "run_config.json")
     (killed / "checkpoints" / ".tmp_step_12").mkdir()
     proc = run_recipe(*common, f"training.output_dir={killed}")
     assert "resumed from" in proc.stderr + proc.stdout
+    other = run_recipe(*common, f"training.output_dir={killed}", "model.dim=16", check=False)
+    assert other.returncode != 0 and "other data/model settings" in other.stderr
     a = json.loads((full / "metrics.json").read_text())
     b = json.loads((killed / "metrics.json").read_text())
     assert a["results"] == b["results"]
