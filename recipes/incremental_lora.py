@@ -268,6 +268,7 @@ def main():
         }
 
     # 4. Report: JSON, markdown table, plot
+    report["rows"] = summary_rows(report)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "report.json", json.dumps(report, indent=2))
@@ -285,6 +286,26 @@ def _anchor(model):
 
 def _adapter_bytes(registry, version):
     return registry.entry(version)["cost"]["adapter_bytes"]
+
+
+def summary_rows(report: dict) -> list[dict]:
+    """One row per strategy with the headline numbers (what docs/benchmarks/incremental_ml100k.json holds)."""
+    return [
+        {
+            "strategy": name,
+            "mean_prequential_ndcg@10": s["mean_prequential"],
+            "mean_current_ndcg@10": float(np.mean(s["current"][1:])),
+            "cumulative_seconds": s["cumulative_seconds"],
+            "mean_forgetting": s["mean_forgetting"],
+            "mean_relative_forgetting": s["mean_relative_forgetting"],
+            "bwt": s["bwt"],
+            "optimizer_steps": s["optimizer_steps"],
+            "examples_seen": s["examples_seen"],
+            "trainable_params": s["trainable_params"],
+            "adapter_bytes": [c.get("adapter_bytes") for c in s["costs"]],
+        }
+        for name, s in report["strategies"].items()
+    ]
 
 
 def markdown(report: dict) -> str:
