@@ -4,17 +4,21 @@ from textrec.config import DataConfig, ModelConfig, load_config
 from textrec.data import DataError, RecData, load_data, load_grouplens_100k, load_recbole, load_tabular
 from textrec.encoders import TextEncoder, resolve_encoder
 from textrec.evaluation import evaluate
-from textrec.hub import load_pretrained, save_pretrained
+from textrec.hub import load_pretrained, push_to_hub, save_pretrained
+from textrec.incremental import AdapterRegistry, UpdateSettings, update_adapter
 from textrec.losses import InBatchSoftmaxLoss, RatingMSELoss, SampledBCELoss
 from textrec.metrics import metrics_from_ranks, target_ranks
 from textrec.model import SequenceTower, TwoTowerModel
+from textrec.recommender import Recommender, UnknownItemsError
 from textrec.splits import EvalEvent, LeaveOneOutSplit, leave_one_out, time_cut
+from textrec.stream import make_stream
 from textrec.synthetic import make_synthetic
 from textrec.text import ItemTemplate
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdapterRegistry",
     "DataConfig",
     "DataError",
     "EvalEvent",
@@ -24,10 +28,13 @@ __all__ = [
     "ModelConfig",
     "RatingMSELoss",
     "RecData",
+    "Recommender",
     "SampledBCELoss",
     "SequenceTower",
     "TextEncoder",
     "TwoTowerModel",
+    "UnknownItemsError",
+    "UpdateSettings",
     "evaluate",
     "leave_one_out",
     "load_config",
@@ -36,10 +43,13 @@ __all__ = [
     "load_pretrained",
     "load_recbole",
     "load_tabular",
+    "make_stream",
     "make_synthetic",
     "metrics_from_ranks",
+    "push_to_hub",
     "resolve_encoder",
     "save_pretrained",
     "target_ranks",
     "time_cut",
+    "update_adapter",
 ]
