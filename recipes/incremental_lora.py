@@ -205,18 +205,12 @@ def main():
             seen = stream.train_positions(t)  # everything up to and including slice t: history context
             new = stream.periods[t].train
             cost = {"seconds": 0.0, "steps": 0, "examples": 0}
-            if strategy == "finetune":
-                cost = train(
-                    model,
-                    seen,
-                    new,
-                    inc.update_epochs,
-                    inc.update_lr,
-                    anchor=_anchor(model) if inc.l2sp else None,
-                    state_dir=registry.root / f".{t}.partial",
-                )
-            elif strategy == "replay":
-                targets = np.union1d(new, reservoir.sample())
+            if strategy in ("finetune", "replay", "window"):  # continue the previous adapter
+                targets = {
+                    "finetune": new,
+                    "replay": np.union1d(new, reservoir.sample()),
+                    "window": stream.train_positions(t, start=max(0, t - inc.window + 1)),
+                }[strategy]
                 cost = train(
                     model,
                     seen,
@@ -227,11 +221,6 @@ def main():
                     state_dir=registry.root / f".{t}.partial",
                 )
                 reservoir.add(new)
-            elif strategy == "window":
-                targets = stream.train_positions(t, start=max(0, t - inc.window + 1))
-                cost = train(
-                    model, seen, targets, inc.update_epochs, inc.update_lr, state_dir=registry.root / f".{t}.partial"
-                )
             elif strategy == "full_retrain":
                 model = fresh_model()  # same starting point and stopping rule as the base run
                 cost = train(
