@@ -53,6 +53,9 @@ class AdversarialConfig:
     train_eps: float = field(default=0.1, metadata={"help": "training perturbation, x mean item vector norm"})
     train_norm: str = field(default="sign", metadata={"help": "sign (FGSM) | l2 (FGM / APR)"})
     adv_weight: float = field(default=1.0, metadata={"help": "lambda in L(clean) + lambda L(perturbed)"})
+    train_where: str = field(
+        default="items", metadata={"help": "what training perturbs: items (the vectors attacked) | users | both"}
+    )
     attack_on: str = field(default="outputs", metadata={"help": "outputs (tower vectors) | tokens (item text)"})
     eps_grid: list = field(default_factory=lambda: [0.01, 0.05, 0.1, 0.5], metadata={"help": "x mean norm"})
 
@@ -61,6 +64,8 @@ class AdversarialConfig:
             raise ValueError(f"adversarial.train_norm: expected sign or l2, got {self.train_norm!r}")
         if self.attack_on not in ("outputs", "tokens"):
             raise ValueError(f"adversarial.attack_on: expected outputs or tokens, got {self.attack_on!r}")
+        if self.train_where not in ("items", "users", "both"):
+            raise ValueError(f"adversarial.train_where: expected items, users or both, got {self.train_where!r}")
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "adversarial": AdversarialConfig}
@@ -109,7 +114,7 @@ def main():
     for name, weight in (("normal", 0.0), ("adversarial", adv.adv_weight)):
         # 3. Train
         model = copy.deepcopy(initial)
-        adversarial = AdversarialSettings(adv.train_eps, adv.train_norm, weight) if weight else None
+        adversarial = AdversarialSettings(adv.train_eps, adv.train_norm, weight, adv.train_where) if weight else None
         costs[name] = fit(
             model,
             tokens,

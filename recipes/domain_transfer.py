@@ -8,7 +8,9 @@ domain keeping only its own items' interactions and split by E1 inside. A seeded
 training entirely (cold-start items). Methods, all evaluated on the target test split: zero-shot (source model,
 target items seen only through their text), LoRA adaptation of the source adapter on 5% / 20% / 100% of the target's
 training users (a new adapter version on top of the source one), the same target data from the pretrained encoder
-without source training, and textrec's ID-only model. Writes `report.json`, `report.md` and `report.png`.
+without source training, and textrec's ID-only model (a budget of its own: its steps are cheap). Two untrained
+references: target popularity, and the pretrained encoder's content similarity (users = mean text vector of their
+last 5 items). Writes `report.json`, `report.md` and `report.png`.
 """
 
 from __future__ import annotations
@@ -29,7 +31,13 @@ from accelerate.utils import set_seed
 from textrec.build import build_model, item_template, item_tokens, load_recdata
 from textrec.config import DataConfig, ModelConfig, config_to_dict, load_config
 from textrec.data import RecData
-from textrec.evaluation import compute_item_vectors, compute_text_vectors, evaluate
+from textrec.evaluation import (
+    compute_item_vectors,
+    compute_text_vectors,
+    evaluate,
+    evaluate_content_similarity,
+    evaluate_scores,
+)
 from textrec.hub import atomic_write_text, save_pretrained
 from textrec.incremental import UpdateSettings, fit
 from textrec.splits import leave_one_out
@@ -47,6 +55,7 @@ SOURCE_GENRES = [
     "Mystery",
     "Film-Noir",
 ]
+METHODS = ("zero_shot", "adapted", "scratch", "id_only")
 
 
 @dataclass
@@ -66,9 +75,20 @@ class TransferConfig:
     source_warmup_epochs: int = field(default=15, metadata={"help": "of those, on frozen text vectors first"})
     target_epochs: int = field(default=10, metadata={"help": "epochs on target data (every method)"})
     target_warmup_epochs: int = field(default=6, metadata={"help": "of those, on frozen text vectors first"})
+    id_only_epochs: int = field(
+        default=40, metadata={"help": "epochs of the ID-only baseline (its steps are cheap: a budget of its own)"}
+    )
+    methods: list = field(
+        default_factory=lambda: list(METHODS), metadata={"help": f"which of {METHODS} to run (popularity is free)"}
+    )
     batch_size: int = field(default=64, metadata={"help": "windows per step"})
     lr: float = field(default=1e-3, metadata={"help": "heads and sequence tower"})
     encoder_lr: float = field(default=2e-4, metadata={"help": "LoRA weights"})
+
+    def __post_init__(self):
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise ValueError(f"transfer.methods: unknown method {unknown[0]!r} (known: {METHODS})")
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "transfer": TransferConfig}
@@ -160,25 +180,38 @@ def main():
             "trainable_params": model.trainable_parameters(),
         }
 
-    # 3. Source training, saved as the source adapter
-    source_model = copy.deepcopy(initial)
-    train(source_model, src_tokens, src_split.train, source.num_items, tr.source_epochs, tr.source_warmup_epochs)
-    if accelerator.is_main_process:
-        save_pretrained(
-            source_model,
-            out / "source",
-            model_cfg,
-            source.item_ids,
-            tokenizer=tokenizer,
-            item_template=template.template,
-            extra_config={"domain": "source"},
-        )
-    results = {"zero_shot": {"0": target_scores(source_model.eval(), tgt_tokens)}}
-    logger.info(f"zero-shot target NDCG@10 {results['zero_shot']['0']['ndcg@10']:.4f}")
+    # 3. Source training, saved as the source adapter (needed by zero-shot and adapted)
+    results = {}
+    counts = torch.as_tensor(np.bincount(np.concatenate(tgt_train), minlength=target.num_items), dtype=torch.float64)
+    popularity = evaluate_scores(counts, tgt_split.test)  # a reference: the most popular target items, all users
+    cold_pop = evaluate_scores(counts, cold_events)["ndcg@10"] if cold_events else None
+    results["popularity"] = {"1.0": {**popularity, "cold_ndcg@10": cold_pop, "trainable_params": 0}}
+    # A training-free reference: the pretrained encoder's text vectors, users = mean of their last 5 items.
+    pretrained = compute_text_vectors(initial, tgt_tokens, 256, accelerator, None)
+    content = evaluate_content_similarity(pretrained, tgt_split.test)
+    cold_content = evaluate_content_similarity(pretrained, cold_events)["ndcg@10"] if cold_events else None
+    results["content_pretrained"] = {"0": {**content, "cold_ndcg@10": cold_content, "trainable_params": 0}}
+    logger.info(f"pretrained content similarity: target NDCG@10 {content['ndcg@10']:.4f}")
+    if {"zero_shot", "adapted"} & set(tr.methods):
+        source_model = copy.deepcopy(initial)
+        train(source_model, src_tokens, src_split.train, source.num_items, tr.source_epochs, tr.source_warmup_epochs)
+        if accelerator.is_main_process:
+            save_pretrained(
+                source_model,
+                out / "source",
+                model_cfg,
+                source.item_ids,
+                tokenizer=tokenizer,
+                item_template=template.template,
+                extra_config={"domain": "source"},
+            )
+    if "zero_shot" in tr.methods:
+        results["zero_shot"] = {"0": target_scores(source_model.eval(), tgt_tokens)}
+        logger.info(f"zero-shot target NDCG@10 {results['zero_shot']['0']['ndcg@10']:.4f}")
 
     # 4. Target data at several user fractions: adapted from source, from the pretrained encoder, ID-only
     id_cfg = ModelConfig(**{**model_cfg.__dict__, "encoder": None, "id_embedding": True})
-    for method in ("adapted", "scratch", "id_only"):
+    for method in [m for m in ("adapted", "scratch", "id_only") if m in tr.methods]:
         results[method] = {}
         for fraction in tr.fractions:
             chosen = set(order[: max(1, int(round(len(order) * fraction)))].tolist())
@@ -195,7 +228,7 @@ def main():
                 tokens,
                 seqs,
                 target.num_items,
-                tr.target_epochs,
+                tr.target_epochs if method != "id_only" else tr.id_only_epochs,
                 tr.target_warmup_epochs if method != "id_only" else 0,
             )
             results[method][str(fraction)] = target_scores(model.eval(), tokens)

@@ -54,6 +54,7 @@ class IncrementalConfig:
     base_epochs: int = field(default=12, metadata={"help": "epochs of base training (and of full_retrain)"})
     base_warmup_epochs: int = field(default=8, metadata={"help": "of those, epochs on frozen text vectors first"})
     update_epochs: int = field(default=2, metadata={"help": "epochs of each incremental update"})
+    update_warmup_epochs: int = field(default=0, metadata={"help": "of those, on frozen text vectors first"})
     batch_size: int = field(default=64, metadata={"help": "windows per step"})
     lr: float = field(default=1e-3, metadata={"help": "heads and sequence tower"})
     encoder_lr: float = field(default=2e-4, metadata={"help": "LoRA weights"})
@@ -68,6 +69,8 @@ class IncrementalConfig:
             raise ValueError(f"incremental.strategies: unknown strategy {unknown[0]!r} (known: {STRATEGIES})")
         if self.base_warmup_epochs > self.base_epochs:
             raise ValueError("incremental.base_warmup_epochs: must not exceed base_epochs")
+        if self.update_warmup_epochs > self.update_epochs:
+            raise ValueError("incremental.update_warmup_epochs: must not exceed update_epochs")
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "incremental": IncrementalConfig}
@@ -217,6 +220,7 @@ def main():
                     targets,
                     inc.update_epochs,
                     inc.update_lr,
+                    inc.update_warmup_epochs,
                     anchor=_anchor(model) if inc.l2sp else None,
                     state_dir=registry.root / f".{t}.partial",
                 )

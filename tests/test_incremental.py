@@ -12,8 +12,8 @@ import torch
 from helpers import LAUNCH_TWO_PROCESSES
 from safetensors.torch import load_file
 
-from textrec.build import build_model
-from textrec.config import ModelConfig
+from textrec.build import build_model, load_recdata
+from textrec.config import DataConfig, ModelConfig
 from textrec.evaluation import compute_item_vectors, compute_text_vectors, evaluate
 from textrec.hub import load_pretrained
 from textrec.incremental import AdapterRegistry, UpdateSettings, save_version, update_adapter
@@ -105,6 +105,30 @@ def test_update_adapter_versions_and_refusals(base_registry, _tiny_bert):
     assert any(not torch.equal(a[k], b[k]) for k in a)  # the update changed the adapter
 
 
+def test_warmup_epochs_of_an_update_leave_the_encoder_alone(base_registry, _tiny_bert):
+    registry, slices, _ = base_registry
+    cheap = update_adapter(
+        registry,
+        slices[1],
+        settings=UpdateSettings(epochs=1, warmup_epochs=1, seed=0),
+        base=copy.deepcopy(_tiny_bert[0]),
+    )
+    full = update_adapter(
+        registry,
+        slices[1],
+        parent="slice_000",
+        settings=UpdateSettings(epochs=2, warmup_epochs=1, seed=0),
+        base=copy.deepcopy(_tiny_bert[0]),
+    )
+    base = load_file(registry.path("slice_000") / "adapter_model.safetensors")
+    after_warmup = load_file(registry.path(cheap) / "adapter_model.safetensors")
+    after_both = load_file(registry.path(full) / "adapter_model.safetensors")
+    assert all(torch.equal(base[k], after_warmup[k]) for k in base)  # LoRA untouched by the warm-up epoch
+    assert any(not torch.equal(base[k], after_both[k]) for k in base)  # and trained in the epoch after it
+    heads = [load_file(registry.path(v) / "textrec_weights.safetensors") for v in ("slice_000", cheap)]
+    assert any(not torch.equal(heads[0][k], heads[1][k]) for k in heads[0])  # the warm-up trained the heads
+
+
 def test_killed_update_resumes_to_the_same_adapter(base_registry, _tiny_bert, tmp_path, monkeypatch):
     registry, slices, _ = base_registry
     twin = AdapterRegistry(tmp_path / "twin")
@@ -158,12 +182,20 @@ def test_updates_beat_frozen_on_later_slices(drift_report):
     for name in ("finetune", "replay"):
         assert s[name]["mean_prequential"] > s["frozen"]["mean_prequential"], name
         assert np.mean(s[name]["current"][1:]) > np.mean(s["frozen"]["current"][1:]), name
-    # Not asserted yet: replay forgetting less than finetune on the first period. On this drifting synthetic data
-    # forgetting is within evaluation noise (often negative for both), so such an assertion would be a coin flip.
     assert (
         s["frozen"]["cumulative_seconds"] == 0
         and s["full_retrain"]["optimizer_steps"] > s["finetune"]["optimizer_steps"]
     )
+
+
+def test_replay_forgets_the_first_period_less_than_finetune(drift_report):
+    _, report = drift_report
+    s = report["strategies"]
+    # The base period's behaviour (stay on one topic) is contradicted by every later slice (walk to the next topic):
+    # finetune forgets the first period, and replaying a reservoir of past interactions protects it. (On data seeds
+    # 0-3 and run seeds 0-3, 7, 42 the gap was 0.06-0.11 NDCG@10.)
+    assert s["finetune"]["forgetting"][0] > 0.05
+    assert s["replay"]["forgetting"][0] < s["finetune"]["forgetting"][0] - 0.02
 
 
 def test_versions_chain_and_reload_to_identical_scores(drift_report, tiny_bert_dir):
@@ -173,8 +205,9 @@ def test_versions_chain_and_reload_to_identical_scores(drift_report, tiny_bert_d
     assert [v["version"] for v in versions] == ["slice_000", "slice_001", "slice_002", "slice_003"]
     assert [v["parent"] for v in versions] == [None, "slice_000", "slice_001", "slice_002"]
     assert registry.latest() == "slice_003"
-    data = make_synthetic(num_users=150, num_items=60, drift=0.06, seed=0)
-    stream = make_stream(data, num_slices=3, seed=42)
+    data = load_recdata(DataConfig(**report["config"]["data"]))
+    inc = report["config"]["incremental"]
+    stream = make_stream(data, inc["base_fraction"], inc["num_slices"], inc["test_fraction"], inc["seed"])
     model, tok, config = load_pretrained(registry.path("slice_002"))
     from textrec.build import item_tokens
     from textrec.text import ItemTemplate
@@ -182,7 +215,7 @@ def test_versions_chain_and_reload_to_identical_scores(drift_report, tiny_bert_d
     cfg = ModelConfig(**config["model"])
     tokens = item_tokens(ItemTemplate(config["item_template"]).render_all(data.items), tok, cfg, model)
     vectors = compute_item_vectors(model, compute_text_vectors(model, tokens, desc=None))
-    row = [evaluate(model, stream.eval_events(p, 500, 42), vectors)["ndcg@10"] for p in range(4)]
+    row = [evaluate(model, stream.eval_events(p, inc["eval_cap"], inc["seed"]), vectors)["ndcg@10"] for p in range(4)]
     assert row == report["strategies"]["replay"]["matrix"][2]
 
 

@@ -34,3 +34,19 @@ def test_rating_errors():
     out = rating_errors([3.0, 5.0], [4.0, 5.0])
     assert out["rmse"] == pytest.approx(math.sqrt(0.5))
     assert out["mae"] == pytest.approx(0.5)
+
+
+def test_content_similarity_baseline_hand_computed():
+    from textrec.evaluation import evaluate_content_similarity
+    from textrec.splits import EvalEvent
+
+    # items 0,1 point east, 2 north-east, 3 north; a user who saw item 0 is closest to 1, then 2, then 3
+    vectors = torch.tensor([[1.0, 0.0], [2.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    near = EvalEvent(user=0, history=(0,), target=1)
+    far = EvalEvent(user=0, history=(0,), target=3)
+    assert evaluate_content_similarity(vectors, [near], ks=(10,))["ndcg@10"] == 1.0  # item 0 is masked out
+    unmasked = evaluate_content_similarity(vectors, [far], mask_history=False, ks=(10,))
+    assert unmasked["ndcg@10"] == pytest.approx(1 / math.log2(5))  # behind 0, 1 and 2
+    # only the last `last` items count: after 3 then 0, with last=1 the user looks east
+    recent = EvalEvent(user=0, history=(3, 0), target=1)
+    assert evaluate_content_similarity(vectors, [recent], last=1, ks=(10,))["ndcg@10"] == 1.0

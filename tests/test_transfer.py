@@ -55,6 +55,7 @@ def test_domain_transfer_recipe(tmp_path, tiny_bert_dir):
     assert results["adapted"]["1.0"]["ndcg@10"] > zero_shot + 0.1
     assert results["id_only"]["1.0"]["cold_ndcg@10"] == 0.0  # an ID-only model cannot rank unseen items
     assert results["adapted"]["1.0"]["cold_ndcg@10"] > 0.0
+    assert results["popularity"]["1.0"]["cold_ndcg@10"] == 0.0  # never seen in training: counted as never popular
     # The chained adapters reload: the source folder and the target adaptation on top of it.
     adapted = json.loads((tmp_path / "target_adapted" / "config.json").read_text())
     assert adapted["parent"] == str(tmp_path / "source")

@@ -25,7 +25,12 @@ logger = logging.getLogger(__name__)
 def load_recdata(cfg: DataConfig) -> RecData:
     if cfg.format == "synthetic":
         return make_synthetic(
-            num_users=cfg.synthetic_users, num_items=cfg.synthetic_items, drift=cfg.synthetic_drift, seed=cfg.seed
+            num_users=cfg.synthetic_users,
+            num_items=cfg.synthetic_items,
+            drift=cfg.synthetic_drift,
+            seed=cfg.seed,
+            shift_at=cfg.synthetic_shift_at,
+            drift_after=cfg.synthetic_drift_after,
         )
     return load_data(cfg.format, cfg.path, cfg.name, cfg.items_path, cfg.columns, cfg.item_columns)
 

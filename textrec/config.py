@@ -42,6 +42,8 @@ class DataConfig:
     synthetic_users: int = _help("synthetic only: number of users", 200)
     synthetic_items: int = _help("synthetic only: number of items", 120)
     synthetic_drift: float = _help("synthetic only: per-interaction chance that a user's taste moves", 0.0)
+    synthetic_shift_at: float | None = _help("synthetic only: share of the stream where behaviour changes", None)
+    synthetic_drift_after: float = _help("synthetic only: the drift after synthetic_shift_at", 1.0)
     seed: int = _help("seed of the synthetic generator", 0)
 
     def __post_init__(self):

@@ -190,3 +190,28 @@ def evaluate_scores(
             masked[torch.as_tensor(e.history)] = True
         ranks.append(target_ranks(scores[None], torch.tensor([e.target]), masked[None])[0].item())
     return metrics_from_ranks(ranks, ks)
+
+
+def evaluate_content_similarity(
+    text_vectors: torch.Tensor,
+    events: Sequence[EvalEvent],
+    *,
+    last: int = 5,
+    mask_history: bool = True,
+    ks: Sequence[int] = (10, 20),
+) -> dict[str, float]:
+    """Metrics of a training-free content baseline: each user scores items by the cosine between their text vectors
+    and the mean text vector of the user's `last` history items (e.g. the pretrained encoder's vectors)."""
+    unit = torch.nn.functional.normalize(text_vectors.float(), dim=-1)
+    ranks = []
+    for e in events:
+        history = list(e.history)
+        if not history:
+            scores = torch.zeros(len(unit))
+        else:
+            scores = unit @ unit[torch.as_tensor(history[-last:])].mean(0)
+        masked = torch.zeros(len(unit), dtype=torch.bool)
+        if mask_history and history:
+            masked[torch.as_tensor(history)] = True
+        ranks.append(target_ranks(scores[None], torch.tensor([e.target]), masked[None])[0].item())
+    return metrics_from_ranks(ranks, ks)

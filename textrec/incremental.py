@@ -42,6 +42,7 @@ class UpdateSettings:
     cache_refresh_steps: int = 40
     l2sp: float = 0.0  # strength of the L2-SP penalty towards the parent's weights (0: off)
     seed: int = 0
+    warmup_epochs: int = 0  # first epochs on cached (frozen) text vectors: heads and tower only, cheap
 
 
 def target_windows(sequences: Mapping[int, tuple[np.ndarray, np.ndarray]], max_len: int):
@@ -77,7 +78,7 @@ def fit(
     anchor: Mapping[str, torch.Tensor] | None = None,
     state_dir: Path | None = None,
     accelerator=None,
-    warmup_epochs: int = 0,
+    warmup_epochs: int | None = None,
     num_negatives: int = 0,
     adversarial=None,
 ) -> dict:
@@ -85,7 +86,9 @@ def fit(
 
     With `state_dir`, the model, optimizer and loop position are saved after every epoch and restored when the
     same call is made again after a kill. With an `accelerator`, batches are sharded over its processes (DDP).
-    The first `warmup_epochs` keep the encoder out (no live item encoding: heads and tower only)."""
+    The first `warmup_epochs` (default: `settings.warmup_epochs`) keep the encoder out (no live item encoding: heads
+    and tower only)."""
+    warmup_epochs = settings.warmup_epochs if warmup_epochs is None else warmup_epochs
     windows = target_windows(sequences, model.max_history)
     objective = TrainingObjective(
         model,
@@ -110,6 +113,7 @@ def fit(
         logger.info(f"resuming the update from epoch {cost['epochs_done']} ({state_dir})")
     named = {n: p for n, p in model.named_parameters() if p.requires_grad}
     cache = TextVectorCache()
+    encoder_moved = True  # whether the cached text vectors may be stale
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
     device = accelerator.device if accelerator else None
     wrapped = objective
@@ -130,9 +134,15 @@ def fit(
             refresh = settings.cache_refresh_steps if learning else 0
             batches = epoch_batches(len(windows), settings.batch_size, settings.seed, epoch, rank, world)
             for i, batch in enumerate(batches):
-                # Refreshing at every epoch start too makes a resumed update identical to an unbroken one.
+                # Refreshing at every epoch start too makes a resumed update identical to an unbroken one. When the
+                # encoder has not moved since the last refresh (after warm-up epochs), the vectors are the same:
+                # only the schedule restarts, without encoding the catalogue again.
                 if model.has_text and (cache.due(cost["steps"], refresh) or (i == 0 and learning)):
-                    vectors = compute_text_vectors(model, item_tokens, accelerator=accelerator, desc=None)
+                    if encoder_moved or cache.vectors is None:
+                        vectors = compute_text_vectors(model, item_tokens, accelerator=accelerator, desc=None)
+                        encoder_moved = False
+                    else:
+                        vectors = cache.vectors
                     cache.refresh(vectors, cost["steps"])
                 inputs, targets = collate_target_windows([windows[i] for i in batch], model.max_history, device)
                 loss = wrapped(inputs, targets, cache=cache, seed=settings.seed * 1_000_003 + cost["steps"])
@@ -146,6 +156,7 @@ def fit(
                     loss.backward()
                 optimizer.step()
                 optimizer.zero_grad()
+                encoder_moved = encoder_moved or learning
                 cost["steps"] += 1
                 cost["examples"] += int((targets >= 0).sum()) * world
             cost["seconds"] += time.perf_counter() - started
