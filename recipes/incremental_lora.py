@@ -55,6 +55,10 @@ class IncrementalConfig:
     base_warmup_epochs: int = field(default=8, metadata={"help": "of those, epochs on frozen text vectors first"})
     update_epochs: int = field(default=2, metadata={"help": "epochs of each incremental update"})
     update_warmup_epochs: int = field(default=0, metadata={"help": "of those, on frozen text vectors first"})
+    lora_epochs_on: str = field(
+        default="all",
+        metadata={"help": "targets of an update's LoRA epochs: all (slice + replay / window) | new (the slice only)"},
+    )
     batch_size: int = field(default=64, metadata={"help": "windows per step"})
     lr: float = field(default=1e-3, metadata={"help": "heads and sequence tower"})
     encoder_lr: float = field(default=2e-4, metadata={"help": "LoRA weights"})
@@ -69,6 +73,8 @@ class IncrementalConfig:
             raise ValueError(f"incremental.strategies: unknown strategy {unknown[0]!r} (known: {STRATEGIES})")
         if self.base_warmup_epochs > self.base_epochs:
             raise ValueError("incremental.base_warmup_epochs: must not exceed base_epochs")
+        if self.lora_epochs_on not in ("all", "new"):
+            raise ValueError(f"incremental.lora_epochs_on: expected all or new, got {self.lora_epochs_on!r}")
         if self.update_warmup_epochs > self.update_epochs:
             raise ValueError("incremental.update_warmup_epochs: must not exceed update_epochs")
 
@@ -214,16 +220,42 @@ def main():
                     "replay": np.union1d(new, reservoir.sample()),
                     "window": stream.train_positions(t, start=max(0, t - inc.window + 1)),
                 }[strategy]
-                cost = train(
-                    model,
-                    seen,
-                    targets,
-                    inc.update_epochs,
-                    inc.update_lr,
-                    inc.update_warmup_epochs,
-                    anchor=_anchor(model) if inc.l2sp else None,
-                    state_dir=registry.root / f".{t}.partial",
-                )
+                anchor = _anchor(model) if inc.l2sp else None
+                partial = registry.root / f".{t}.partial"
+                if inc.lora_epochs_on == "new" and 0 < inc.update_warmup_epochs < inc.update_epochs:
+                    # the cheap epochs learn from slice + replay / window; the LoRA epochs from the slice only
+                    cheap = train(
+                        model,
+                        seen,
+                        targets,
+                        inc.update_warmup_epochs,
+                        inc.update_lr,
+                        inc.update_warmup_epochs,
+                        anchor=anchor,
+                        state_dir=partial / "cheap",
+                    )
+                    lora = train(
+                        model,
+                        seen,
+                        new,
+                        inc.update_epochs - inc.update_warmup_epochs,
+                        inc.update_lr,
+                        0,
+                        anchor=anchor,
+                        state_dir=partial / "lora",
+                    )
+                    cost = {k: cheap[k] + lora[k] for k in ("seconds", "steps", "examples", "epochs_done")}
+                else:
+                    cost = train(
+                        model,
+                        seen,
+                        targets,
+                        inc.update_epochs,
+                        inc.update_lr,
+                        inc.update_warmup_epochs,
+                        anchor=anchor,
+                        state_dir=partial,
+                    )
                 reservoir.add(new)
             elif strategy == "full_retrain":
                 model = fresh_model()  # same starting point and stopping rule as the base run

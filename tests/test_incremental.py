@@ -229,11 +229,15 @@ def test_incremental_recipe_under_two_processes(tmp_path, tiny_bert_dir):
         f"incremental.output_dir={tmp_path}",
         "incremental.num_slices=2",
         "incremental.base_epochs=2",
-        "incremental.update_epochs=1",
+        "incremental.update_epochs=2",
+        "incremental.update_warmup_epochs=1",
+        "incremental.lora_epochs_on=new",  # replay's two-part update (cheap epoch on slice + reservoir, LoRA on slice)
         "incremental.strategies=[finetune,replay]",
     ]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
     report = json.loads((tmp_path / "report.json").read_text())
     assert set(report["strategies"]) == {"finetune", "replay"}
-    assert all(np.isfinite(report["strategies"]["replay"]["matrix"]).all() for _ in [0])
+    assert np.isfinite(report["strategies"]["replay"]["matrix"]).all()
+    replay, finetune = (report["strategies"][s]["costs"][0] for s in ("replay", "finetune"))
+    assert replay["epochs_done"] == 2 and replay["examples"] > finetune["examples"]
