@@ -152,6 +152,8 @@ def main():
         atomic_write_text(out / "report.md", table)
         print(table)
         print(f"report: {out / 'report.json'}")
+    accelerator.wait_for_everyone()
+    accelerator.end_training()  # destroys the process group before exit
 
 
 def attack_grid(model, events, tokens, adv: AdversarialConfig, accelerator) -> dict:

@@ -261,6 +261,8 @@ def main():
         plot(results, out / "report.png")
         print(table)
         print(f"report: {out / 'report.json'}  adapters: {out / 'source'}, {out / 'target_adapted'}")
+    accelerator.wait_for_everyone()
+    accelerator.end_training()  # destroys the process group before exit
 
 
 def markdown(results: dict) -> str:

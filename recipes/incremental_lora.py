@@ -303,6 +303,8 @@ def main():
         print(table)
         print(f"report: {out / 'report.json'}  plot: {out / 'report.png'}  adapters: {out}/<strategy>/")
         shutil.rmtree(out / ".base.partial", ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()  # destroys the process group before exit
 
 
 def _anchor(model):

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from helpers import run_command
 
 from textrec.adversarial import (
     attack_vectors,
@@ -78,7 +79,6 @@ def test_token_embedding_attack_on_a_text_encoder(tiny_bert):
 
 
 def _run_fgsm_recipe(out, tiny_bert_dir, launcher=None, *extra):
-    import subprocess
     import sys
     from pathlib import Path
 
@@ -91,7 +91,7 @@ def _run_fgsm_recipe(out, tiny_bert_dir, launcher=None, *extra):
         f"adversarial.output_dir={out}",
         *extra,
     ]
-    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=900)
+    proc = run_command(cmd, cwd=root, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
     import json
 

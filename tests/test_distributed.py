@@ -2,18 +2,17 @@
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
-from helpers import LAUNCH_TWO_PROCESSES
+from helpers import LAUNCH_TWO_PROCESSES, run_command
 
 SCRIPT = Path(__file__).resolve().parent / "scripts" / "dist_eval.py"
 LAUNCH = LAUNCH_TWO_PROCESSES
 
 
 def _run(cmd, **env):
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, **env})
+    proc = run_command(cmd, timeout=600, env={**os.environ, **env})
     assert proc.returncode == 0, proc.stderr[-4000:]
 
 

@@ -2,14 +2,13 @@
 
 import copy
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from helpers import LAUNCH_TWO_PROCESSES
+from helpers import LAUNCH_TWO_PROCESSES, run_command
 from safetensors.torch import load_file
 
 from textrec.build import build_model, load_recdata
@@ -171,7 +170,7 @@ def drift_report(tmp_path_factory, tiny_bert_dir):
         "model.id_embedding=false",
         f"incremental.output_dir={out}",
     ]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    proc = run_command(cmd, cwd=ROOT, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return out, json.loads((out / "report.json").read_text())
 
@@ -234,7 +233,7 @@ def test_incremental_recipe_under_two_processes(tmp_path, tiny_bert_dir):
         "incremental.lora_epochs_on=new",  # replay's two-part update (cheap epoch on slice + reservoir, LoRA on slice)
         "incremental.strategies=[finetune,replay]",
     ]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    proc = run_command(cmd, cwd=ROOT, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
     report = json.loads((tmp_path / "report.json").read_text())
     assert set(report["strategies"]) == {"finetune", "replay"}

@@ -2,13 +2,12 @@
 
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import LAUNCH_TWO_PROCESSES
+from helpers import LAUNCH_TWO_PROCESSES, run_command
 from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -17,7 +16,7 @@ CONFIG = ROOT / "recipes" / "configs" / "synthetic_tiny.yaml"
 
 def run_recipe(*overrides, launcher=None, check=True):
     cmd = (launcher or [sys.executable]) + [str(ROOT / "recipes" / "train.py"), "--config", str(CONFIG), *overrides]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    proc = run_command(cmd, cwd=ROOT, timeout=600)
     if check and proc.returncode != 0:
         raise AssertionError(f"recipe failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return proc

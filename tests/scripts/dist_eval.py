@@ -53,6 +53,8 @@ def main(out_path):
     result["event_order"] = ids.tolist()
     if accelerator.is_main_process:
         Path(out_path).write_text(json.dumps(result))
+    accelerator.wait_for_everyone()
+    accelerator.end_training()  # destroys the process group before exit (else gloo threads may abort the exit)
 
 
 if __name__ == "__main__":
