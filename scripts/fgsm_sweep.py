@@ -88,17 +88,14 @@ def markdown(rows: list[dict]) -> str:
         "|---|---|---|---|",
     ]
     for r in rows:
+        clean = f"{r['normal_clean']:.4f} / {r['adversarial_clean']:.4f} ({r['clean_ratio']:.3f})"
         if r["clean_ratio"] < COLLAPSED:
-            lines.append(
-                f"| {r['train_norm']} eps {r['train_eps']} | {r['normal_clean']:.4f} / {r['adversarial_clean']:.4f} "
-                f"({r['clean_ratio']:.3f}) | collapsed | collapsed |"
+            drops = "collapsed | collapsed"
+        else:
+            drops = " | ".join(
+                f"{r[f'normal_{a}_drop']:.1%} / {r[f'adversarial_{a}_drop']:.1%}" for a in ("sign", "l2")
             )
-            continue
-        lines.append(
-            f"| {r['train_norm']} eps {r['train_eps']} | {r['normal_clean']:.4f} / {r['adversarial_clean']:.4f} "
-            f"({r['clean_ratio']:.3f}) | {r['normal_sign_drop']:.1%} / {r['adversarial_sign_drop']:.1%} | "
-            f"{r['normal_l2_drop']:.1%} / {r['adversarial_l2_drop']:.1%} |"
-        )
+        lines.append(f"| {r['train_norm']} eps {r['train_eps']} | {clean} | {drops} |")
     return "\n".join(lines) + "\n"
 
 

@@ -183,13 +183,15 @@ def evaluate_scores(
     scores: torch.Tensor, events: Sequence[EvalEvent], *, mask_history: bool = True, ks: Sequence[int] = (10, 20)
 ) -> dict[str, float]:
     """Metrics of a fixed score vector [N] shared by all users (e.g. popularity), same rules as `evaluate`."""
-    ranks = []
-    for e in events:
-        masked = torch.zeros(len(scores), dtype=torch.bool)
-        if mask_history and e.history:
-            masked[torch.as_tensor(e.history)] = True
-        ranks.append(target_ranks(scores[None], torch.tensor([e.target]), masked[None])[0].item())
-    return metrics_from_ranks(ranks, ks)
+    return metrics_from_ranks([_rank(scores, e, mask_history) for e in events], ks)
+
+
+def _rank(scores: torch.Tensor, event: EvalEvent, mask_history: bool) -> int:
+    """0-based pessimistic rank of the event's target under `scores` [N], its history masked if asked."""
+    masked = torch.zeros(len(scores), dtype=torch.bool)
+    if mask_history and event.history:
+        masked[torch.as_tensor(event.history)] = True
+    return int(target_ranks(scores[None], torch.tensor([event.target]), masked[None])[0])
 
 
 def evaluate_content_similarity(
@@ -205,13 +207,7 @@ def evaluate_content_similarity(
     unit = torch.nn.functional.normalize(text_vectors.float(), dim=-1)
     ranks = []
     for e in events:
-        history = list(e.history)
-        if not history:
-            scores = torch.zeros(len(unit))
-        else:
-            scores = unit @ unit[torch.as_tensor(history[-last:])].mean(0)
-        masked = torch.zeros(len(unit), dtype=torch.bool)
-        if mask_history and history:
-            masked[torch.as_tensor(history)] = True
-        ranks.append(target_ranks(scores[None], torch.tensor([e.target]), masked[None])[0].item())
+        recent = list(e.history)[-last:]
+        scores = unit @ unit[torch.as_tensor(recent)].mean(0) if recent else torch.zeros(len(unit))
+        ranks.append(_rank(scores, e, mask_history))
     return metrics_from_ranks(ranks, ks)
