@@ -16,25 +16,25 @@ import argparse
 import copy
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from accelerate import Accelerator, DistributedDataParallelKwargs
 from accelerate.utils import set_seed
 
 from textrec.adversarial import perturbation, random_perturbation
-from textrec.build import build_model, item_template, item_tokens, load_recdata
+from textrec.build import build_model, item_template, item_tokens
 from textrec.config import DataConfig, ModelConfig, config_to_dict, load_config
+from textrec.data import load_data
+from textrec.engine import LoopConfig, Validation, WindowExamples, fit, make_accelerator
 from textrec.evaluation import compute_item_vectors, compute_text_vectors, evaluate, evaluate_scores
-from textrec.features import pad_histories
-from textrec.hub import atomic_write_text, save_pretrained
-from textrec.incremental import UpdateSettings, fit
+from textrec.features import all_targets, pad_histories
+from textrec.files import atomic_write_text
+from textrec.hub import save_pretrained
 from textrec.metrics import metrics_from_ranks, target_ranks
+from textrec.objectives import AdversarialSettings, TrainingObjective
 from textrec.splits import leave_one_out
-from textrec.training import AdversarialSettings
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,8 @@ class AdversarialConfig:
     seed: int = field(default=42, metadata={"help": "seed (same for both models)"})
     epochs: int = field(default=20, metadata={"help": "epochs for each model (same budget)"})
     warmup_epochs: int = field(default=15, metadata={"help": "of those, epochs on frozen text vectors first"})
-    batch_size: int = field(default=64, metadata={"help": "windows per step"})
+    patience: int = field(default=3, metadata={"help": "early stopping on validation NDCG@10 (both models)"})
+    batch_size: int = field(default=64, metadata={"help": "windows per step and process"})
     lr: float = field(default=1e-3, metadata={"help": "heads and sequence tower"})
     encoder_lr: float = field(default=2e-4, metadata={"help": "LoRA weights"})
     train_eps: float = field(default=0.1, metadata={"help": "training perturbation, x mean item vector norm"})
@@ -88,15 +89,12 @@ def main():
     if adv.attack_on == "tokens" and model_cfg.encoder is None:
         raise ValueError("adversarial.attack_on: 'tokens' needs a text encoder (model.encoder)")
     out = Path(adv.output_dir)
-    accelerator = Accelerator(
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
-        cpu=not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1,
-    )
+    accelerator = make_accelerator(LoopConfig())
     set_seed(adv.seed)
 
     # 1. Data: E1 leave-one-out
     with accelerator.main_process_first():
-        data = load_recdata(data_cfg)
+        data = load_data(data_cfg)
     split = leave_one_out(data)
     template = item_template(data, data_cfg)
     texts = template.render_all(data.items)
@@ -105,28 +103,29 @@ def main():
     initial, tokenizer = build_model(model_cfg, data.num_items)
     initial.mark_trained_items(np.unique(np.concatenate(split.train)))
     tokens = item_tokens(texts, tokenizer, model_cfg, initial) if initial.has_text else None
-    sequences = {u: (seq, np.ones(len(seq), dtype=bool)) for u, seq in enumerate(split.train) if len(seq) >= 2}
+    examples = WindowExamples(all_targets(split.train), model_cfg.max_history)
     freq = torch.as_tensor(np.bincount(np.concatenate(split.train), minlength=data.num_items), dtype=torch.float32)
-    settings = UpdateSettings(
-        epochs=adv.epochs, batch_size=adv.batch_size, lr=adv.lr, encoder_lr=adv.encoder_lr, seed=adv.seed
+    loop = LoopConfig(
+        seed=adv.seed,
+        epochs=adv.epochs,
+        batch_size=adv.batch_size,
+        lr=adv.lr,
+        encoder_lr=adv.encoder_lr,
+        encoder_warmup_epochs=adv.warmup_epochs,
+        patience=adv.patience,
+        checkpoint_every=0,
     )
+    validation = Validation(split.valid, data.num_items, tokens)
     models, costs = {}, {}
     for name, weight in (("normal", 0.0), ("adversarial", adv.adv_weight)):
-        # 3. Train
+        # 3. Train through the library loop, early-stopped on validation NDCG@10
         model = copy.deepcopy(initial)
         adversarial = AdversarialSettings(adv.train_eps, adv.train_norm, weight, adv.train_where) if weight else None
-        costs[name] = fit(
-            model,
-            tokens,
-            sequences,
-            settings,
-            freq + 1,
-            warmup_epochs=adv.warmup_epochs,
-            adversarial=adversarial,
-            accelerator=accelerator if accelerator.num_processes > 1 else None,
-        )
+        objective = TrainingObjective(model, tokens, freq + 1, adversarial=adversarial)
+        result = fit(objective, examples, loop, accelerator, validation=validation, desc=name)
+        costs[name] = {**result.cost(), "best_valid_ndcg@10": result.best_valid_ndcg}
         models[name] = model.eval()
-        logger.info(f"{name}: trained in {costs[name]['seconds']:.0f}s")
+        logger.info(f"{name}: trained in {result.train_seconds:.0f}s, valid NDCG@10 {result.best_valid_ndcg:.4f}")
 
     # 4. Evaluate: clean, FGSM / L2 attacks on the eps grid, random control of the same norm
     report = {

@@ -8,7 +8,9 @@ domain keeping only its own items' interactions and split by E1 inside. A seeded
 training entirely (cold-start items). Methods, all evaluated on the target test split: zero-shot (source model,
 target items seen only through their text), LoRA adaptation of the source adapter on 5% / 20% / 100% of the target's
 training users (a new adapter version on top of the source one), the same target data from the pretrained encoder
-without source training, and textrec's ID-only model (a budget of its own: its steps are cheap). Two untrained
+without source training, and textrec's ID-only model (a budget of its own: its steps are cheap). Every fit runs
+through the library's one loop and early-stops on the validation split of the domain it trains on (the target rows:
+the validation events of the same target users). Two untrained
 references: target popularity, and the pretrained encoder's content similarity (users = mean text vector of their
 last 5 items). Writes `report.json`, `report.md` and `report.png`.
 """
@@ -19,18 +21,17 @@ import argparse
 import copy
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from accelerate import Accelerator
 from accelerate.utils import set_seed
 
-from textrec.build import build_model, item_template, item_tokens, load_recdata
+from textrec.build import build_model, item_template, item_tokens
 from textrec.config import DataConfig, ModelConfig, config_to_dict, load_config
-from textrec.data import RecData
+from textrec.data import RecData, load_data
+from textrec.engine import LoopConfig, Validation, WindowExamples, fit, make_accelerator
 from textrec.evaluation import (
     compute_item_vectors,
     compute_text_vectors,
@@ -38,8 +39,10 @@ from textrec.evaluation import (
     evaluate_content_similarity,
     evaluate_scores,
 )
-from textrec.hub import atomic_write_text, save_pretrained
-from textrec.incremental import UpdateSettings, fit
+from textrec.features import all_targets
+from textrec.files import atomic_write_text
+from textrec.hub import save_pretrained
+from textrec.objectives import TrainingObjective
 from textrec.splits import leave_one_out
 
 logger = logging.getLogger(__name__)
@@ -81,7 +84,8 @@ class TransferConfig:
     methods: list = field(
         default_factory=lambda: list(METHODS), metadata={"help": f"which of {METHODS} to run (popularity is free)"}
     )
-    batch_size: int = field(default=64, metadata={"help": "windows per step"})
+    patience: int = field(default=2, metadata={"help": "early stopping on target validation NDCG@10 (every fit)"})
+    batch_size: int = field(default=64, metadata={"help": "windows per step and process"})
     lr: float = field(default=1e-3, metadata={"help": "heads and sequence tower"})
     encoder_lr: float = field(default=2e-4, metadata={"help": "LoRA weights"})
 
@@ -120,12 +124,12 @@ def main():
             "ID-only baseline is built by the recipe itself"
         )
     out = Path(tr.output_dir)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1)
+    accelerator = make_accelerator(LoopConfig())
     set_seed(tr.seed)
 
     # 1. Data: source / target domains with disjoint items, E1 inside each, cold target items held out
     with accelerator.main_process_first():
-        data = load_recdata(data_cfg)
+        data = load_data(data_cfg)
     words = [set(str(v).split()) for v in data.items[tr.domain_field]]
     is_source = np.array([bool(w & set(tr.source_values)) for w in words])
     source, target = domain(data, np.flatnonzero(is_source)), domain(data, np.flatnonzero(~is_source))
@@ -148,24 +152,30 @@ def main():
     users = np.flatnonzero([len(s) >= 2 for s in tgt_train])
     order = rng.permutation(users)
 
-    def train(model, tokens, sequences_list, num_items, epochs, warmup):
-        sequences = {u: (s, np.ones(len(s), dtype=bool)) for u, s in enumerate(sequences_list) if len(s) >= 2}
+    def train(model, tokens, sequences_list, num_items, epochs, warmup, valid_events):
+        """One fit through the library loop, early-stopped on `valid_events` (NDCG@10, history masked)."""
         freq = torch.as_tensor(
             np.bincount(np.concatenate([s for s in sequences_list if len(s)] or [[0]]), minlength=num_items),
             dtype=torch.float32,
         )
-        settings = UpdateSettings(
-            epochs=epochs, batch_size=tr.batch_size, lr=tr.lr, encoder_lr=tr.encoder_lr, seed=tr.seed
+        loop = LoopConfig(
+            seed=tr.seed,
+            epochs=epochs,
+            batch_size=tr.batch_size,
+            lr=tr.lr,
+            encoder_lr=tr.encoder_lr,
+            encoder_warmup_epochs=warmup,
+            patience=tr.patience,
+            checkpoint_every=0,
         )
-        return fit(
-            model,
-            tokens,
-            sequences,
-            settings,
-            freq + 1,
-            warmup_epochs=warmup,
-            accelerator=accelerator if accelerator.num_processes > 1 else None,
+        result = fit(
+            TrainingObjective(model, tokens, freq + 1, max_live_items=loop.max_live_items),
+            WindowExamples(all_targets([s for s in sequences_list if len(s) >= 2]), model.max_history),
+            loop,
+            accelerator,
+            validation=Validation(valid_events, num_items, tokens),
         )
+        return result.cost()
 
     def target_scores(model, tokens):
         text = compute_text_vectors(model, tokens, 256, accelerator, None) if tokens is not None else None
@@ -194,7 +204,15 @@ def main():
     logger.info(f"pretrained content similarity: target NDCG@10 {content['ndcg@10']:.4f}")
     if {"zero_shot", "adapted"} & set(tr.methods):
         source_model = copy.deepcopy(initial)
-        train(source_model, src_tokens, src_split.train, source.num_items, tr.source_epochs, tr.source_warmup_epochs)
+        train(
+            source_model,
+            src_tokens,
+            src_split.train,
+            source.num_items,
+            tr.source_epochs,
+            tr.source_warmup_epochs,
+            src_split.valid,
+        )
         if accelerator.is_main_process:
             save_pretrained(
                 source_model,
@@ -223,15 +241,16 @@ def main():
             else:
                 model, tokens = build_model(id_cfg, target.num_items)[0], None
                 model.mark_trained_items(np.unique(np.concatenate([s for s in seqs if len(s)])))
-            train(
+            cost = train(
                 model,
                 tokens,
                 seqs,
                 target.num_items,
                 tr.target_epochs if method != "id_only" else tr.id_only_epochs,
                 tr.target_warmup_epochs if method != "id_only" else 0,
+                [e for e in tgt_split.valid if e.user in chosen],  # the same users' validation events
             )
-            results[method][str(fraction)] = target_scores(model.eval(), tokens)
+            results[method][str(fraction)] = {**target_scores(model.eval(), tokens), **cost}
             logger.info(f"{method} {fraction:.0%}: target NDCG@10 {results[method][str(fraction)]['ndcg@10']:.4f}")
             if method == "adapted" and fraction == max(tr.fractions) and accelerator.is_main_process:
                 save_pretrained(

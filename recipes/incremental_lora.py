@@ -1,12 +1,14 @@
 """Incremental LoRA under protocol E2: keep a recommender fresh on time-ordered slices, side by side with
-frozen, fine-tune, replay, windowed and full retraining.
+frozen, fine-tune, replay, windowed, continue-on-all and full retraining.
 
     python scripts/prepare_movielens.py
     accelerate launch recipes/incremental_lora.py --config recipes/configs/incremental_ml100k_minilm.yaml
 
 The base model is trained once on the base period and shared by every strategy; each strategy then updates it
-slice by slice, saving a versioned adapter per update (`<output_dir>/<strategy>/slice_000, slice_001, ...` with a
-manifest). After every update the model is evaluated on every period's test events, giving the matrix R[t][j].
+slice by slice through the library's one loop (early stopping on the validation events of the period it trains on),
+saving a versioned adapter per update (`<output_dir>/<strategy>/slice_000, slice_001, ...` with a manifest). After
+every update the model is evaluated on every period's test events, giving the matrix R[t][j]. A restarted run reuses
+the versions already saved and resumes an interrupted fit from its checkpoint (`<output_dir>/.checkpoints`).
 Writes `report.json`, `report.md` and `report.png` (NDCG@10 per slice and cumulative cost per strategy).
 """
 
@@ -16,7 +18,6 @@ import argparse
 import copy
 import json
 import logging
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -24,48 +25,56 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from accelerate import Accelerator, DistributedDataParallelKwargs
 from accelerate.utils import set_seed
 
-from textrec.build import build_model, item_template, item_tokens, load_recdata
+from textrec.build import build_model, item_template, item_tokens
 from textrec.config import DataConfig, ModelConfig, config_to_dict, load_config
+from textrec.data import load_data
+from textrec.engine import LoopConfig, Validation, WindowExamples, fit, make_accelerator
 from textrec.evaluation import compute_item_vectors, compute_text_vectors, evaluate
-from textrec.hub import atomic_write_text
-from textrec.incremental import AdapterRegistry, UpdateSettings, fit, save_version
+from textrec.files import atomic_write_text
+from textrec.hub import load_weights_into
+from textrec.incremental import AdapterRegistry, save_version
+from textrec.objectives import TrainingObjective
 from textrec.stream import Reservoir, continual_metrics, make_stream
 
 logger = logging.getLogger(__name__)
-STRATEGIES = ("frozen", "finetune", "replay", "full_retrain", "window")
+STRATEGIES = ("frozen", "finetune", "replay", "full_retrain", "continue_all", "window")
+CONTINUING = ("finetune", "replay", "window", "continue_all")  # continue the previous adapter
 
 
 @dataclass
 class IncrementalConfig:
-    """The E2 stream, the strategies and how each update trains."""
+    """The E2 stream, the strategies and how each update trains (every fit early-stops on the validation events of
+    the period it trains on, with the same patience for every strategy)."""
 
     output_dir: str = field(default="outputs/incremental", metadata={"help": "reports and versioned adapters"})
     seed: int = field(default=42, metadata={"help": "seed for the held-out draw, sampling and initialisation"})
     base_fraction: float = field(default=0.5, metadata={"help": "share of the stream in the base period"})
     num_slices: int = field(default=5, metadata={"help": "T: slices after the base period"})
-    test_fraction: float = field(default=0.1, metadata={"help": "held-out share of every period"})
+    test_fraction: float = field(default=0.1, metadata={"help": "held-out test share of every period"})
+    valid_fraction: float = field(default=0.1, metadata={"help": "held-out validation share of every period"})
     eval_cap: int = field(default=2000, metadata={"help": "evaluation events per period (seeded sample)"})
     strategies: list = field(default_factory=lambda: list(STRATEGIES), metadata={"help": f"any of {STRATEGIES}"})
     window: int = field(default=2, metadata={"help": "window strategy: the last W periods"})
     reservoir_size: int = field(default=4000, metadata={"help": "replay: past interactions kept (reservoir)"})
-    base_epochs: int = field(default=12, metadata={"help": "epochs of base training (and of full_retrain)"})
+    base_epochs: int = field(default=12, metadata={"help": "maximum epochs of base training (and of full_retrain)"})
     base_warmup_epochs: int = field(default=8, metadata={"help": "of those, epochs on frozen text vectors first"})
-    update_epochs: int = field(default=2, metadata={"help": "epochs of each incremental update"})
+    update_epochs: int = field(default=2, metadata={"help": "maximum epochs of each incremental update"})
     update_warmup_epochs: int = field(default=0, metadata={"help": "of those, on frozen text vectors first"})
     lora_epochs_on: str = field(
         default="all",
         metadata={"help": "targets of an update's LoRA epochs: all (slice + replay / window) | new (the slice only)"},
     )
-    batch_size: int = field(default=64, metadata={"help": "windows per step"})
+    patience: int = field(default=2, metadata={"help": "early stopping: validations without a gain (every fit)"})
+    batch_size: int = field(default=64, metadata={"help": "windows per step and process"})
     lr: float = field(default=1e-3, metadata={"help": "heads and sequence tower"})
     encoder_lr: float = field(default=2e-4, metadata={"help": "LoRA weights"})
     update_lr: float = field(default=5e-4, metadata={"help": "heads and tower during updates"})
     max_live_items: int = field(default=64, metadata={"help": "items encoded live per step"})
     cache_refresh_steps: int = field(default=40, metadata={"help": "cached item text vectors refresh period"})
     l2sp: float = field(default=0.0, metadata={"help": "L2-SP penalty towards the previous adapter (0: off)"})
+    mixed_precision: str = field(default="no", metadata={"help": "no | fp16 | bf16"})
 
     def __post_init__(self):
         unknown = [s for s in self.strategies if s not in STRATEGIES]
@@ -77,6 +86,23 @@ class IncrementalConfig:
             raise ValueError(f"incremental.lora_epochs_on: expected all or new, got {self.lora_epochs_on!r}")
         if self.update_warmup_epochs > self.update_epochs:
             raise ValueError("incremental.update_warmup_epochs: must not exceed update_epochs")
+
+    def loop(self, epochs: int, lr: float, warmup: int) -> LoopConfig:
+        """The loop options of one fit (base, update or retrain)."""
+        return LoopConfig(
+            seed=self.seed,
+            epochs=epochs,
+            batch_size=self.batch_size,
+            lr=lr,
+            encoder_lr=self.encoder_lr,
+            max_live_items=self.max_live_items,
+            cache_refresh_steps=self.cache_refresh_steps,
+            encoder_warmup_epochs=warmup,
+            l2sp=self.l2sp,
+            patience=self.patience,
+            checkpoint_every=0,
+            mixed_precision=self.mixed_precision,
+        )
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "incremental": IncrementalConfig}
@@ -95,24 +121,19 @@ def main():
     cfg = parse_args()
     data_cfg, model_cfg, inc = cfg["data"], cfg["model"], cfg["incremental"]
     out = Path(inc.output_dir)
-    accelerator = Accelerator(
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
-        cpu=not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1,
-    )
+    accelerator = make_accelerator(inc.loop(1, inc.lr, 0))
     set_seed(inc.seed)
 
-    # 1. Data: the E2 stream (base period + T slices, 10% of each held out)
+    # 1. Data: the E2 stream (base period + T slices, 10% test and 10% validation held out of each)
     with accelerator.main_process_first():
-        data = load_recdata(data_cfg)
-    stream = make_stream(data, inc.base_fraction, inc.num_slices, inc.test_fraction, inc.seed)
+        data = load_data(data_cfg)
+    stream = make_stream(data, inc.base_fraction, inc.num_slices, inc.test_fraction, inc.seed, inc.valid_fraction)
     periods = range(len(stream.periods))
     events = [stream.eval_events(p, inc.eval_cap, inc.seed) for p in periods]
+    valid_events = [stream.eval_events(p, inc.eval_cap, inc.seed, split="valid") for p in periods]
     template = item_template(data, data_cfg)
     texts = template.render_all(data.items)
-    logger.info(
-        f"stream: {[p.size for p in stream.periods]} interactions per period; "
-        f"{[len(e) for e in events]} evaluation events"
-    )
+    logger.info(f"stream: {[p.size for p in stream.periods]} interactions per period; {[len(e) for e in events]} test")
 
     # 2. Model: the initial state every from-scratch run starts from (same seed, same weights)
     initial, tokenizer = build_model(model_cfg, data.num_items)
@@ -124,33 +145,27 @@ def main():
         model.load_state_dict(initial_state)
         return model
 
-    def settings(epochs, lr):
-        return UpdateSettings(
-            epochs=epochs,
-            batch_size=inc.batch_size,
-            lr=lr,
-            encoder_lr=inc.encoder_lr,
-            max_live_items=inc.max_live_items,
-            cache_refresh_steps=inc.cache_refresh_steps,
-            l2sp=inc.l2sp,
-            seed=inc.seed,
-        )
+    run_config = config_to_dict(cfg)  # what a resumed fit must match (the strategies run may change)
+    run_config["incremental"] = {k: v for k, v in run_config["incremental"].items() if k != "strategies"}
 
-    def train(model, positions, targets, epochs, lr, warmup=0, anchor=None, state_dir=None):
-        """Train on `targets` (positions in the stream) with `positions` as the users' history context."""
+    def train(model, positions, targets, period, loop, checkpoints, anchor=None):
+        """One fit on `targets` (stream positions) with `positions` as history context, early-stopped on the
+        validation events of `period`; resumable from `checkpoints`."""
         sequences = stream.user_sequences(positions, targets)
         freq = torch.as_tensor(np.bincount(stream.items[targets], minlength=data.num_items), dtype=torch.float32)
-        return fit(
-            model,
-            tokens,
-            sequences,
-            settings(epochs, lr),
-            freq + 1,
+        objective = TrainingObjective(model, tokens, freq + 1, max_live_items=loop.max_live_items)
+        result = fit(
+            objective,
+            WindowExamples(sequences.values(), model.max_history),
+            loop,
+            accelerator,
+            validation=Validation(valid_events[period], data.num_items, tokens),
+            checkpoint_dir=checkpoints,
+            run_config=run_config,
             anchor=anchor,
-            state_dir=state_dir,
-            accelerator=accelerator if accelerator.num_processes > 1 else None,
-            warmup_epochs=warmup,
+            desc=checkpoints.name,
         )
+        return result.cost()
 
     def scores(model):
         """NDCG@10 on every period's test events (history masked), item vectors computed once."""
@@ -161,35 +176,30 @@ def main():
         ]
 
     def save(model, registry, parent, strategy, t, cost, row):
-        if not accelerator.is_main_process:
-            return None
-        period = stream.periods[t]
-        return save_version(
-            registry,
-            model,
-            model_cfg,
-            data.item_ids,
-            tokenizer=tokenizer,
-            item_template=template.template,
-            parent=parent,
-            strategy=strategy,
-            data_range=(period.start_time, period.end_time),
-            cost=cost,
-            metrics={f"ndcg@10_period_{j}": v for j, v in enumerate(row)},
-        )
+        if accelerator.is_main_process:
+            period = stream.periods[t]
+            save_version(
+                registry,
+                model,
+                model_cfg,
+                data.item_ids,
+                tokenizer=tokenizer,
+                item_template=template.template,
+                parent=parent,
+                strategy=strategy,
+                data_range=(period.start_time, period.end_time),
+                cost=cost,
+                metrics={f"ndcg@10_period_{j}": v for j, v in enumerate(row)},
+            )
+        accelerator.wait_for_everyone()
+        return registry.latest()
 
     # 3. Base: trained once on the base period's training events, shared by every strategy
+    checkpoints = out / ".checkpoints"  # kept until the report is written: a restarted run resumes from them
     base_positions = stream.train_positions(0)
     base_model = fresh_model()
-    base_cost = train(
-        base_model,
-        base_positions,
-        base_positions,
-        inc.base_epochs,
-        inc.lr,
-        inc.base_warmup_epochs,
-        state_dir=out / ".base.partial",
-    )
+    base_loop = inc.loop(inc.base_epochs, inc.lr, inc.base_warmup_epochs)
+    base_cost = train(base_model, base_positions, base_positions, 0, base_loop, checkpoints / "base")
     base_row = scores(base_model)
     logger.info(f"base: NDCG@10 per period {np.round(base_row, 4).tolist()} ({base_cost['seconds']:.0f}s)")
 
@@ -197,15 +207,15 @@ def main():
         "config": config_to_dict(cfg),
         "periods": [p.size for p in stream.periods],
         "eval_events": [len(e) for e in events],
+        "valid_events": [len(e) for e in valid_events],
         "base_cost": base_cost,
         "strategies": {},
     }
+    update_loop = inc.loop(inc.update_epochs, inc.update_lr, inc.update_warmup_epochs)
     for strategy in inc.strategies:
         registry = AdapterRegistry(out / strategy)
-        if accelerator.is_main_process and registry.manifest_path.exists():
-            shutil.rmtree(registry.root)  # a fresh side-by-side run; resumable state lives in .partial folders
-        accelerator.wait_for_everyone()
-        parent = save(base_model, registry, None, "base", 0, base_cost, base_row)
+        done = registry.versions()  # versions of an earlier, interrupted run of this config are kept and reused
+        parent = done[0]["version"] if done else save(base_model, registry, None, "base", 0, base_cost, base_row)
         model, matrix, costs = copy.deepcopy(base_model), [base_row], []
         reservoir = Reservoir(inc.reservoir_size, inc.seed)
         reservoir.add(base_positions)
@@ -213,69 +223,43 @@ def main():
             started = time.perf_counter()
             seen = stream.train_positions(t)  # everything up to and including slice t: history context
             new = stream.periods[t].train
-            cost = {"seconds": 0.0, "steps": 0, "examples": 0}
-            if strategy in ("finetune", "replay", "window"):  # continue the previous adapter
+            ckpt = checkpoints / f"{strategy}_{t}"
+            if strategy != "frozen" and t < len(done):  # finished before a restart: reuse that version
+                entry = done[t]
+                load_weights_into(model, registry.path(entry["version"]))
+                parent, cost = entry["version"], dict(entry["cost"])
+                row = [entry["metrics"][f"ndcg@10_period_{j}"] for j in periods]
+            elif strategy in CONTINUING:
                 targets = {
                     "finetune": new,
                     "replay": np.union1d(new, reservoir.sample()),
                     "window": stream.train_positions(t, start=max(0, t - inc.window + 1)),
+                    "continue_all": seen,
                 }[strategy]
                 anchor = _anchor(model) if inc.l2sp else None
-                partial = registry.root / f".{t}.partial"
-                if inc.lora_epochs_on == "new" and 0 < inc.update_warmup_epochs < inc.update_epochs:
-                    # the cheap epochs learn from slice + replay / window; the LoRA epochs from the slice only
-                    cheap = train(
-                        model,
-                        seen,
-                        targets,
-                        inc.update_warmup_epochs,
-                        inc.update_lr,
-                        inc.update_warmup_epochs,
-                        anchor=anchor,
-                        state_dir=partial / "cheap",
-                    )
-                    lora = train(
-                        model,
-                        seen,
-                        new,
-                        inc.update_epochs - inc.update_warmup_epochs,
-                        inc.update_lr,
-                        0,
-                        anchor=anchor,
-                        state_dir=partial / "lora",
-                    )
-                    cost = {k: cheap[k] + lora[k] for k in ("seconds", "steps", "examples", "epochs_done")}
+                split_epochs = inc.lora_epochs_on == "new" and 0 < inc.update_warmup_epochs < inc.update_epochs
+                if split_epochs:  # the cheap epochs learn from slice + replay / window; the LoRA epochs from the slice
+                    cheap = inc.loop(inc.update_warmup_epochs, inc.update_lr, inc.update_warmup_epochs)
+                    lora = inc.loop(inc.update_epochs - inc.update_warmup_epochs, inc.update_lr, 0)
+                    first = train(model, seen, targets, t, cheap, ckpt.with_name(ckpt.name + "_cheap"), anchor)
+                    second = train(model, seen, new, t, lora, ckpt, anchor)
+                    cost = {k: first[k] + second[k] for k in first}
                 else:
-                    cost = train(
-                        model,
-                        seen,
-                        targets,
-                        inc.update_epochs,
-                        inc.update_lr,
-                        inc.update_warmup_epochs,
-                        anchor=anchor,
-                        state_dir=partial,
-                    )
-                reservoir.add(new)
+                    cost = train(model, seen, targets, t, update_loop, ckpt, anchor)
             elif strategy == "full_retrain":
                 model = fresh_model()  # same starting point and stopping rule as the base run
-                cost = train(
-                    model,
-                    seen,
-                    seen,
-                    inc.base_epochs,
-                    inc.lr,
-                    inc.base_warmup_epochs,
-                    state_dir=registry.root / f".{t}.partial",
-                )
-            row = scores(model) if strategy != "frozen" else base_row
-            matrix.append(row)
-            cost["wall_seconds"] = time.perf_counter() - started if strategy != "frozen" else 0.0
-            if strategy != "frozen":
+                cost = train(model, seen, seen, t, base_loop, ckpt)
+            else:  # frozen
+                cost = {"seconds": 0.0, "steps": 0, "examples": 0, "epochs": 0}
+            if strategy not in ("frozen",) and t >= len(done):
+                row = scores(model)
+                cost["wall_seconds"] = time.perf_counter() - started
                 parent = save(model, registry, parent, strategy, t, cost, row)
-                cost["adapter_bytes"] = _adapter_bytes(registry, parent) if parent else None
-                if accelerator.is_main_process:
-                    shutil.rmtree(registry.root / f".{t}.partial", ignore_errors=True)
+                cost["adapter_bytes"] = registry.entry(parent)["cost"]["adapter_bytes"]
+            elif strategy == "frozen":
+                row = base_row
+            reservoir.add(new)
+            matrix.append(row)
             costs.append(cost)
             logger.info(
                 f"{strategy} slice {t}: NDCG@10 on slice {t} before {matrix[t - 1][t]:.4f}, after "
@@ -302,17 +286,13 @@ def main():
         plot(report, out / "report.png")
         print(table)
         print(f"report: {out / 'report.json'}  plot: {out / 'report.png'}  adapters: {out}/<strategy>/")
-        shutil.rmtree(out / ".base.partial", ignore_errors=True)
+        shutil.rmtree(checkpoints, ignore_errors=True)
     accelerator.wait_for_everyone()
     accelerator.end_training()  # destroys the process group before exit
 
 
 def _anchor(model):
     return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-
-
-def _adapter_bytes(registry, version):
-    return registry.entry(version)["cost"]["adapter_bytes"]
 
 
 def summary_rows(report: dict) -> list[dict]:

@@ -124,13 +124,13 @@ def trained_model_dir(tmp_path_factory, _tiny_bert):
 
     from textrec.build import build_model, item_tokens
     from textrec.config import ModelConfig
-    from textrec.evaluation import compute_text_vectors
-    from textrec.features import epoch_batches, sequence_windows
+    from textrec.engine import LoopConfig, WindowExamples, fit, make_accelerator
+    from textrec.features import all_targets
     from textrec.hub import save_pretrained
+    from textrec.objectives import TrainingObjective
     from textrec.splits import leave_one_out
     from textrec.synthetic import make_synthetic
     from textrec.text import ItemTemplate
-    from textrec.training import TextVectorCache, TrainingObjective, collate_windows
 
     base, tok = copy.deepcopy(_tiny_bert[0]), _tiny_bert[1]
     data = make_synthetic(num_users=200, num_items=120, seed=1)
@@ -150,18 +150,18 @@ def trained_model_dir(tmp_path_factory, _tiny_bert):
     model, tok = build_model(cfg, data.num_items, base, tok)
     tokens = item_tokens(template.render_all(data.items), tok, cfg, model)
     objective = TrainingObjective(model, tokens, torch.ones(data.num_items), max_live_items=32)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
-    windows, cache, step = sequence_windows(split.train, 20), TextVectorCache(), 0
-    objective.train()
-    for epoch in range(8):
-        for batch in epoch_batches(len(windows), 32, seed=0, epoch=epoch):
-            if cache.due(step, 10):
-                cache.refresh(compute_text_vectors(model, tokens, desc=None), step)
-            inputs, targets, _ = collate_windows([windows[i] for i in batch], 20)
-            objective(inputs, targets, cache=cache, seed=step).backward()
-            optimizer.step()
-            optimizer.zero_grad()
-            step += 1
+    loop = LoopConfig(
+        seed=0,
+        epochs=8,
+        batch_size=32,
+        lr=3e-3,
+        encoder_lr=3e-3,
+        cache_refresh_steps=10,
+        max_live_items=32,
+        max_grad_norm=0.0,
+        progress=False,
+    )
+    fit(objective, WindowExamples(all_targets(split.train), 20), loop, make_accelerator(loop))
     out = tmp_path_factory.mktemp("trained") / "model"
     save_pretrained(model.eval(), out, cfg, data.item_ids, tokenizer=tok, item_template=template.template)
     items_path = out.parent / "items.jsonl"

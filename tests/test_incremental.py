@@ -11,11 +11,13 @@ import torch
 from helpers import LAUNCH_TWO_PROCESSES, run_command
 from safetensors.torch import load_file
 
-from textrec.build import build_model, load_recdata
+from textrec.build import build_model
 from textrec.config import DataConfig, ModelConfig
+from textrec.data import load_data
+from textrec.engine import LoopConfig
 from textrec.evaluation import compute_item_vectors, compute_text_vectors, evaluate
 from textrec.hub import load_pretrained
-from textrec.incremental import AdapterRegistry, UpdateSettings, save_version, update_adapter
+from textrec.incremental import AdapterRegistry, save_version, update_adapter
 from textrec.stream import Reservoir, continual_metrics, make_stream
 from textrec.synthetic import make_synthetic
 
@@ -85,19 +87,19 @@ def base_registry(tmp_path, tiny_bert):
 
 def test_update_adapter_versions_and_refusals(base_registry, _tiny_bert):
     registry, slices, data = base_registry
-    settings = UpdateSettings(epochs=1, batch_size=16, seed=0)
-    v1 = update_adapter(registry, slices[1], settings=settings, base=copy.deepcopy(_tiny_bert[0]))
+    settings = LoopConfig(epochs=1, batch_size=16, seed=0, checkpoint_every=0)
+    v1 = update_adapter(registry, slices[1], config=settings, base=copy.deepcopy(_tiny_bert[0]))
     assert v1 == "slice_001" and registry.latest() == "slice_001"
     assert registry.entry(v1)["parent"] == "slice_000"
     assert registry.entry(v1)["cost"]["steps"] > 0 and registry.entry(v1)["cost"]["adapter_bytes"] > 0
     with pytest.raises(ValueError, match="empty"):
         update_adapter(registry, slices[2].select_interactions([]), base=copy.deepcopy(_tiny_bert[0]))
     with pytest.raises(ValueError, match="before the end of slice_001"):
-        update_adapter(registry, slices[1], settings=settings, base=copy.deepcopy(_tiny_bert[0]))
-    v2 = update_adapter(registry, slices[2], settings=settings, base=copy.deepcopy(_tiny_bert[0]))
+        update_adapter(registry, slices[1], config=settings, base=copy.deepcopy(_tiny_bert[0]))
+    v2 = update_adapter(registry, slices[2], config=settings, base=copy.deepcopy(_tiny_bert[0]))
     assert registry.entry(v2)["parent"] == v1
     # any version can start an update: branch from the base again
-    v3 = update_adapter(registry, slices[2], parent="slice_000", settings=settings, base=copy.deepcopy(_tiny_bert[0]))
+    v3 = update_adapter(registry, slices[2], parent="slice_000", config=settings, base=copy.deepcopy(_tiny_bert[0]))
     assert registry.entry(v3)["parent"] == "slice_000"
     a = load_file(registry.path(v1) / "adapter_model.safetensors")
     b = load_file(registry.path("slice_000") / "adapter_model.safetensors")
@@ -109,14 +111,14 @@ def test_warmup_epochs_of_an_update_leave_the_encoder_alone(base_registry, _tiny
     cheap = update_adapter(
         registry,
         slices[1],
-        settings=UpdateSettings(epochs=1, warmup_epochs=1, seed=0),
+        config=LoopConfig(epochs=1, encoder_warmup_epochs=1, seed=0),
         base=copy.deepcopy(_tiny_bert[0]),
     )
     full = update_adapter(
         registry,
         slices[1],
         parent="slice_000",
-        settings=UpdateSettings(epochs=2, warmup_epochs=1, seed=0),
+        config=LoopConfig(epochs=2, encoder_warmup_epochs=1, seed=0),
         base=copy.deepcopy(_tiny_bert[0]),
     )
     base = load_file(registry.path("slice_000") / "adapter_model.safetensors")
@@ -134,24 +136,24 @@ def test_killed_update_resumes_to_the_same_adapter(base_registry, _tiny_bert, tm
     import shutil
 
     shutil.copytree(registry.root, twin.root)
-    settings = UpdateSettings(epochs=3, batch_size=16, seed=0, cache_refresh_steps=2)
-    unbroken = update_adapter(registry, slices[1], settings=settings, base=copy.deepcopy(_tiny_bert[0]))
+    settings = LoopConfig(epochs=3, batch_size=16, seed=0, cache_refresh_steps=2, checkpoint_every=0)
+    unbroken = update_adapter(registry, slices[1], config=settings, base=copy.deepcopy(_tiny_bert[0]))
 
-    import textrec.incremental as inc
+    import textrec.engine as engine
 
-    real = inc.epoch_batches
+    real = engine.epoch_batches
 
-    def die_in_epoch_2(n, bs, seed, epoch, *args):
+    def die_in_epoch_2(n, bs, seed, epoch, *args, **kwargs):
         if epoch == 2:
             raise KeyboardInterrupt("killed")
-        return real(n, bs, seed, epoch, *args)
+        return real(n, bs, seed, epoch, *args, **kwargs)
 
     with monkeypatch.context() as m:
-        m.setattr(inc, "epoch_batches", die_in_epoch_2)
+        m.setattr(engine, "epoch_batches", die_in_epoch_2)
         with pytest.raises(KeyboardInterrupt):
-            update_adapter(twin, slices[1], settings=settings, base=copy.deepcopy(_tiny_bert[0]))
-    assert twin.latest() == "slice_000" and (twin.root / ".slice_001.partial" / "loop.json").is_file()
-    resumed = update_adapter(twin, slices[1], settings=settings, base=copy.deepcopy(_tiny_bert[0]))
+            update_adapter(twin, slices[1], config=settings, base=copy.deepcopy(_tiny_bert[0]))
+    assert twin.latest() == "slice_000" and list((twin.root / ".slice_001.partial").glob("step_*/state.json"))
+    resumed = update_adapter(twin, slices[1], config=settings, base=copy.deepcopy(_tiny_bert[0]))
     for name in ("adapter_model.safetensors", "textrec_weights.safetensors"):
         a, b = load_file(registry.path(unbroken) / name), load_file(twin.path(resumed) / name)
         assert all(torch.equal(a[k], b[k]) for k in a), name
@@ -204,7 +206,7 @@ def test_versions_chain_and_reload_to_identical_scores(drift_report, tiny_bert_d
     assert [v["version"] for v in versions] == ["slice_000", "slice_001", "slice_002", "slice_003"]
     assert [v["parent"] for v in versions] == [None, "slice_000", "slice_001", "slice_002"]
     assert registry.latest() == "slice_003"
-    data = load_recdata(DataConfig(**report["config"]["data"]))
+    data = load_data(DataConfig(**report["config"]["data"]))
     inc = report["config"]["incremental"]
     stream = make_stream(data, inc["base_fraction"], inc["num_slices"], inc["test_fraction"], inc["seed"])
     model, tok, config = load_pretrained(registry.path("slice_002"))
@@ -239,4 +241,4 @@ def test_incremental_recipe_under_two_processes(tmp_path, tiny_bert_dir):
     assert set(report["strategies"]) == {"finetune", "replay"}
     assert np.isfinite(report["strategies"]["replay"]["matrix"]).all()
     replay, finetune = (report["strategies"][s]["costs"][0] for s in ("replay", "finetune"))
-    assert replay["epochs_done"] == 2 and replay["examples"] > finetune["examples"]
+    assert replay["epochs"] == 2 and replay["examples"] > finetune["examples"]

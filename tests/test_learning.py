@@ -4,12 +4,13 @@ import torch
 
 from textrec.build import build_model, item_tokens
 from textrec.config import ModelConfig
+from textrec.engine import LoopConfig, WindowExamples, fit, make_accelerator
 from textrec.evaluation import compute_item_vectors, compute_text_vectors, evaluate, evaluate_scores, popularity_scores
-from textrec.features import epoch_batches, sequence_windows
+from textrec.features import all_targets
+from textrec.objectives import TrainingObjective
 from textrec.splits import leave_one_out
 from textrec.synthetic import make_synthetic
 from textrec.text import ItemTemplate
-from textrec.training import TextVectorCache, TrainingObjective, collate_windows
 
 
 def _valid_ndcg(model, tokens, split):
@@ -19,23 +20,22 @@ def _valid_ndcg(model, tokens, split):
 
 
 def _train(model, tokens, split, epochs=4, max_len=20, refresh=10, **objective_kwargs):
+    """Train through the library's one loop (no validation: a fixed number of epochs); returns the last loss."""
     freq = popularity_scores(split.train, model.num_items).float() + 1
     objective = TrainingObjective(model, tokens, freq, **objective_kwargs)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
-    windows = sequence_windows(split.train, max_len)
-    cache, step = TextVectorCache(), 0
-    objective.train()
-    for epoch in range(epochs):
-        for batch in epoch_batches(len(windows), 32, seed=0, epoch=epoch):
-            if model.has_text and cache.due(step, refresh):
-                cache.refresh(compute_text_vectors(model, tokens, desc=None), step)
-            inputs, targets, _ = collate_windows([windows[i] for i in batch], max_len)
-            loss = objective(inputs, targets, cache=cache, seed=step)
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
-            step += 1
-    return loss.item()
+    config = LoopConfig(
+        seed=0,
+        epochs=epochs,
+        batch_size=32,
+        lr=3e-3,
+        encoder_lr=3e-3,
+        cache_refresh_steps=refresh,
+        max_live_items=objective.max_live_items,
+        max_grad_norm=0.0,
+        progress=False,
+    )
+    result = fit(objective, WindowExamples(all_targets(split.train), max_len), config, make_accelerator(config))
+    return result.curve[-1]["loss"]
 
 
 def test_text_model_learns_planted_signal_with_lora(tiny_bert):

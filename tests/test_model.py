@@ -10,7 +10,7 @@ from textrec.encoders import apply_train_mode, pool
 from textrec.evaluation import compute_text_vectors
 from textrec.losses import InBatchSoftmaxLoss, log_sampling_probability
 from textrec.model import SequenceTower
-from textrec.training import TextVectorCache, TrainingObjective
+from textrec.objectives import TextVectorCache, TrainingObjective
 
 
 def test_pooling_modes_and_padding_sides():

@@ -31,10 +31,10 @@ def test_domain_transfer_recipe(tmp_path, tiny_bert_dir):
     zero_shot = results["zero_shot"]["0"]["ndcg@10"]
 
     # Random ranking of the same target test events (a fresh random score vector per draw).
-    from textrec.build import load_recdata
     from textrec.config import DataConfig
+    from textrec.data import load_data
 
-    data = load_recdata(DataConfig(format="synthetic", synthetic_users=300, synthetic_items=90))
+    data = load_data(DataConfig(format="synthetic", synthetic_users=300, synthetic_items=90))
     target_rows = np.flatnonzero([t not in ("alpha", "bravo", "charlie") for t in data.items["topic"]])
     import importlib.util
 

@@ -3,9 +3,10 @@
 from textrec.config import DataConfig, ModelConfig, load_config
 from textrec.data import DataError, RecData, load_data, load_grouplens_100k, load_recbole, load_tabular
 from textrec.encoders import TextEncoder, resolve_encoder
+from textrec.engine import FitResult, LoopConfig, Validation, fit, make_accelerator
 from textrec.evaluation import evaluate
 from textrec.hub import load_pretrained, push_to_hub, save_pretrained
-from textrec.incremental import AdapterRegistry, UpdateSettings, update_adapter
+from textrec.incremental import AdapterRegistry, update_adapter
 from textrec.losses import InBatchSoftmaxLoss, RatingMSELoss, SampledBCELoss
 from textrec.metrics import metrics_from_ranks, target_ranks
 from textrec.model import SequenceTower, TwoTowerModel
@@ -22,9 +23,11 @@ __all__ = [
     "DataConfig",
     "DataError",
     "EvalEvent",
+    "FitResult",
     "InBatchSoftmaxLoss",
     "ItemTemplate",
     "LeaveOneOutSplit",
+    "LoopConfig",
     "ModelConfig",
     "RatingMSELoss",
     "RecData",
@@ -34,8 +37,9 @@ __all__ = [
     "TextEncoder",
     "TwoTowerModel",
     "UnknownItemsError",
-    "UpdateSettings",
+    "Validation",
     "evaluate",
+    "fit",
     "leave_one_out",
     "load_config",
     "load_data",
@@ -43,6 +47,7 @@ __all__ = [
     "load_pretrained",
     "load_recbole",
     "load_tabular",
+    "make_accelerator",
     "make_stream",
     "make_synthetic",
     "metrics_from_ranks",

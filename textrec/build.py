@@ -6,7 +6,7 @@ import copy
 import logging
 
 from textrec.config import DataConfig, ModelConfig
-from textrec.data import RecData, load_data
+from textrec.data import RecData
 from textrec.encoders import (
     DECODER_MODEL_TYPES,
     TextEncoder,
@@ -16,23 +16,9 @@ from textrec.encoders import (
 )
 from textrec.features import HistoryText, ItemTokens
 from textrec.model import TwoTowerModel
-from textrec.synthetic import make_synthetic
 from textrec.text import ItemTemplate, default_template, tokenize_texts
 
 logger = logging.getLogger(__name__)
-
-
-def load_recdata(cfg: DataConfig) -> RecData:
-    if cfg.format == "synthetic":
-        return make_synthetic(
-            num_users=cfg.synthetic_users,
-            num_items=cfg.synthetic_items,
-            drift=cfg.synthetic_drift,
-            seed=cfg.seed,
-            shift_at=cfg.synthetic_shift_at,
-            drift_after=cfg.synthetic_drift_after,
-        )
-    return load_data(cfg.format, cfg.path, cfg.name, cfg.items_path, cfg.columns, cfg.item_columns)
 
 
 def item_template(data: RecData, cfg: DataConfig) -> ItemTemplate:

@@ -357,14 +357,29 @@ def load_items(path: str | Path, item_columns: Mapping[str, str] | None = None) 
 
 
 def load_data(
-    format: str,
-    path: str | Path,
+    format,
+    path: str | Path | None = None,
     name: str | None = None,
     items_path: str | Path | None = None,
     columns: Mapping[str, str] | None = None,
     item_columns: Mapping[str, str] | None = None,
 ) -> RecData:
-    """Dispatch on `format` in {"recbole", "grouplens", "tabular"}."""
+    """Dispatch on `format` in {"recbole", "grouplens", "tabular"}; or pass a recipe's `DataConfig` as `format`
+    (which also knows "synthetic")."""
+    if not isinstance(format, str):  # a DataConfig
+        cfg = format
+        if cfg.format == "synthetic":
+            from textrec.synthetic import make_synthetic
+
+            return make_synthetic(
+                num_users=cfg.synthetic_users,
+                num_items=cfg.synthetic_items,
+                drift=cfg.synthetic_drift,
+                seed=cfg.seed,
+                shift_at=cfg.synthetic_shift_at,
+                drift_after=cfg.synthetic_drift_after,
+            )
+        return load_data(cfg.format, cfg.path, cfg.name, cfg.items_path, cfg.columns, cfg.item_columns)
     if format == "recbole":
         return load_recbole(path, name)
     if format == "grouplens":

@@ -90,17 +90,49 @@ class HistoryText:
         return enc["input_ids"].to(device), enc["attention_mask"].to(device)
 
 
-def sequence_windows(sequences: Sequence[np.ndarray], max_len: int) -> list[np.ndarray]:
-    """Cut each user's training sequence into windows of up to max_len + 1 items, from the most recent end
-    backwards; consecutive windows share one item so that every item after the first is a target exactly once."""
-    windows = []
-    for seq in sequences:
-        end = len(seq)
+def target_windows(sequences, max_len: int) -> list[tuple[np.ndarray, ...]]:
+    """Cut each sequence `(items, is_target[, ratings])` (arrays of one user's events in time order) into windows of
+    up to max_len + 1 events, from the most recent end backwards. Consecutive windows share one event, so every event
+    after a sequence's first is predicted exactly once; only events marked `is_target` carry loss (the others are
+    context), and windows without any target are left out. Each window is a tuple of the same arrays, sliced."""
+    out = []
+    for arrays in sequences:
+        arrays = tuple(np.asarray(a) for a in arrays)
+        items, is_target = arrays[0], arrays[1]
+        end = len(items)
         while end >= 2:
             start = max(0, end - max_len - 1)
-            windows.append(np.asarray(seq[start:end]))
+            if is_target[start + 1 : end].any():
+                out.append(tuple(a[start:end] for a in arrays))
             end = start + 1
-    return windows
+    return out
+
+
+def all_targets(sequences, ratings=None) -> list[tuple[np.ndarray, ...]]:
+    """`(items, is_target[, ratings])` per sequence with every event a target (E1 training sequences)."""
+    if ratings is None:
+        return [(np.asarray(s), np.ones(len(s), dtype=bool)) for s in sequences]
+    return [(np.asarray(s), np.ones(len(s), dtype=bool), np.asarray(r)) for s, r in zip(sequences, ratings)]
+
+
+def collate_windows(windows, max_len: int, device=None) -> dict[str, torch.Tensor]:
+    """Windows from `target_windows` -> {"inputs", "targets"[, "ratings"]} [B, L], left-padded; inputs and targets
+    are -1 where there is no event or no target."""
+    inputs, in_mask = pad_histories([w[0][:-1] for w in windows], max_len)
+    targets, t_mask = pad_histories([w[0][1:] for w in windows], max_len)
+    flags, _ = pad_histories([w[1][1:].astype(np.int64) for w in windows], max_len)
+    batch = {
+        "inputs": inputs.masked_fill(~in_mask, -1).to(device),
+        "targets": targets.masked_fill(~(t_mask & flags.bool()), -1).to(device),
+    }
+    if len(windows) and len(windows[0]) > 2:
+        ratings = torch.zeros(targets.shape)
+        for row, w in enumerate(windows):
+            tail = torch.as_tensor(w[2][1:], dtype=torch.float32)[-targets.shape[1] :]
+            if len(tail):
+                ratings[row, -len(tail) :] = tail
+        batch["ratings"] = ratings.to(device)
+    return batch
 
 
 def epoch_batches(

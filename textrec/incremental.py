@@ -1,13 +1,12 @@
 """Incremental updates: continue training an adapter on a new slice of interactions, as a new version.
 
 `update_adapter` is the library entry point a scheduler (cron, Airflow) calls without the recipe: data in, adapter
-version out. It is the one place where the library runs an optimisation loop, because an update *is* that loop;
-the recipes keep their own explicit loops.
+version out. It trains through the library's one loop, `textrec.engine.fit`, like every recipe.
 
 Versions live under one root folder: `slice_000/`, `slice_001/`, ... each a complete model folder
 (`textrec.hub.save_pretrained`), plus `manifest.json` listing every version with its parent, strategy, data range,
-metrics and cost, and which one is the latest. An update writes into `.<version>.partial/` (checkpointed after every
-epoch, so a killed update resumes) and becomes visible with one rename.
+metrics and cost, and which one is the latest. An update checkpoints into `.<version>.partial/` (safetensors and
+JSON only: a planted pickle there is never loaded), so a killed update resumes, and becomes visible with one rename.
 """
 
 from __future__ import annotations
@@ -17,164 +16,19 @@ import logging
 import shutil
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from textrec.features import epoch_batches, pad_histories
-from textrec.hub import atomic_write_text, save_pretrained
-from textrec.training import TextVectorCache, TrainingObjective, encoder_is_trainable
+from textrec.engine import LoopConfig, Validation, WindowExamples, fit, make_accelerator
+from textrec.files import atomic_write_text
+from textrec.hub import save_pretrained
+from textrec.objectives import TrainingObjective
+from textrec.splits import EvalEvent
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class UpdateSettings:
-    """How one update trains."""
-
-    epochs: int = 2
-    batch_size: int = 64
-    lr: float = 1e-3
-    encoder_lr: float = 2e-4
-    max_live_items: int = 64
-    cache_refresh_steps: int = 40
-    l2sp: float = 0.0  # strength of the L2-SP penalty towards the parent's weights (0: off)
-    seed: int = 0
-    warmup_epochs: int = 0  # first epochs on cached (frozen) text vectors: heads and tower only, cheap
-
-
-def target_windows(sequences: Mapping[int, tuple[np.ndarray, np.ndarray]], max_len: int):
-    """Windows of (items, is_target) per user, cut from the most recent end; only marked events carry loss, the
-    others are context. Windows without any target are dropped."""
-    out = []
-    for items, is_target in sequences.values():
-        end = len(items)
-        while end >= 2:
-            start = max(0, end - max_len - 1)
-            if is_target[start + 1 : end].any():
-                out.append((np.asarray(items[start:end]), np.asarray(is_target[start:end])))
-            end = start + 1
-    return out
-
-
-def collate_target_windows(windows, max_len: int, device=None):
-    inputs, in_mask = pad_histories([w[:-1] for w, _ in windows], max_len)
-    targets, t_mask = pad_histories([w[1:] for w, _ in windows], max_len)
-    flags, _ = pad_histories([m[1:].astype(np.int64) for _, m in windows], max_len)
-    inputs = inputs.masked_fill(~in_mask, -1)
-    targets = targets.masked_fill(~(t_mask & flags.bool()), -1)
-    return inputs.to(device), targets.to(device)
-
-
-def fit(
-    model,
-    item_tokens,
-    sequences,
-    settings: UpdateSettings,
-    item_freq: torch.Tensor,
-    *,
-    anchor: Mapping[str, torch.Tensor] | None = None,
-    state_dir: Path | None = None,
-    accelerator=None,
-    warmup_epochs: int | None = None,
-    num_negatives: int = 0,
-    adversarial=None,
-) -> dict:
-    """Train `model` on the marked events of `sequences` (user -> (items, is_target)). Returns the cost.
-
-    With `state_dir`, the model, optimizer and loop position are saved after every epoch and restored when the
-    same call is made again after a kill. With an `accelerator`, batches are sharded over its processes (DDP).
-    The first `warmup_epochs` (default: `settings.warmup_epochs`) keep the encoder out (no live item encoding: heads
-    and tower only)."""
-    warmup_epochs = settings.warmup_epochs if warmup_epochs is None else warmup_epochs
-    windows = target_windows(sequences, model.max_history)
-    objective = TrainingObjective(
-        model,
-        item_tokens,
-        item_freq,
-        num_negatives=num_negatives,
-        max_live_items=settings.max_live_items,
-        adversarial=adversarial,
-    )
-    enc = [p for n, p in model.named_parameters() if p.requires_grad and "_encoder." in n]
-    heads = [p for n, p in model.named_parameters() if p.requires_grad and "_encoder." not in n]
-    groups = [{"params": heads, "lr": settings.lr}] + ([{"params": enc, "lr": settings.encoder_lr}] if enc else [])
-    optimizer = torch.optim.AdamW(groups)
-    cost = {"seconds": 0.0, "steps": 0, "examples": 0, "epochs_done": 0}
-    rng_state = None
-    if state_dir is not None and (state_dir / "loop.json").is_file():
-        cost = json.loads((state_dir / "loop.json").read_text())
-        state = torch.load(state_dir / "state.pt", weights_only=False)
-        model.load_state_dict(state["model"], strict=False)
-        optimizer.load_state_dict(state["optimizer"])
-        rng_state = state["torch_rng"]
-        logger.info(f"resuming the update from epoch {cost['epochs_done']} ({state_dir})")
-    named = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    cache = TextVectorCache()
-    encoder_moved = True  # whether the cached text vectors may be stale
-    rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
-    device = accelerator.device if accelerator else None
-    wrapped = objective
-    if accelerator is not None:
-        wrapped, optimizer = accelerator.prepare(objective, optimizer)
-    objective.train()
-    from textrec.evaluation import compute_text_vectors
-
-    # The update's own random stream (dropout): seeded, isolated from the caller's, restored on resume.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(settings.seed)
-        if rng_state is not None:
-            torch.set_rng_state(rng_state)
-        for epoch in range(cost["epochs_done"], settings.epochs):
-            started = time.perf_counter()
-            learning = encoder_is_trainable(model) and epoch >= warmup_epochs
-            objective.max_live_items = settings.max_live_items if learning else 0
-            refresh = settings.cache_refresh_steps if learning else 0
-            batches = epoch_batches(len(windows), settings.batch_size, settings.seed, epoch, rank, world)
-            for i, batch in enumerate(batches):
-                # Refreshing at every epoch start too makes a resumed update identical to an unbroken one. When the
-                # encoder has not moved since the last refresh (after warm-up epochs), the vectors are the same:
-                # only the schedule restarts, without encoding the catalogue again.
-                if model.has_text and (cache.due(cost["steps"], refresh) or (i == 0 and learning)):
-                    if encoder_moved or cache.vectors is None:
-                        vectors = compute_text_vectors(model, item_tokens, accelerator=accelerator, desc=None)
-                        encoder_moved = False
-                    else:
-                        vectors = cache.vectors
-                    cache.refresh(vectors, cost["steps"])
-                inputs, targets = collate_target_windows([windows[i] for i in batch], model.max_history, device)
-                loss = wrapped(inputs, targets, cache=cache, seed=settings.seed * 1_000_003 + cost["steps"])
-                if anchor is not None and settings.l2sp > 0:
-                    loss = loss + settings.l2sp * sum(
-                        ((named[n] - a) ** 2).sum() for n, a in anchor.items() if n in named
-                    )
-                if accelerator is not None:
-                    accelerator.backward(loss)
-                else:
-                    loss.backward()
-                optimizer.step()
-                optimizer.zero_grad()
-                encoder_moved = encoder_moved or learning
-                cost["steps"] += 1
-                cost["examples"] += int((targets >= 0).sum()) * world
-            cost["seconds"] += time.perf_counter() - started
-            cost["epochs_done"] = epoch + 1
-            if state_dir is not None and (accelerator is None or accelerator.is_main_process):
-                state_dir.mkdir(parents=True, exist_ok=True)
-                trainable = {
-                    n: p.detach().clone()
-                    for n, p in model.state_dict(keep_vars=True).items()
-                    if isinstance(p, torch.nn.Parameter) and p.requires_grad
-                }
-                tmp = state_dir / "state.pt.tmp"
-                torch.save(
-                    {"model": trainable, "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()}, tmp
-                )
-                tmp.replace(state_dir / "state.pt")
-                atomic_write_text(state_dir / "loop.json", json.dumps(cost))
-    return cost
 
 
 class AdapterRegistry:
@@ -274,15 +128,20 @@ def update_adapter(
     parent: str | None = None,
     strategy: str = "finetune",
     context=None,
-    settings: UpdateSettings | None = None,
+    config: LoopConfig | None = None,
+    validation=None,
     base=None,
+    accelerator=None,
 ) -> str:
     """Continue training version `parent` (default: the latest) on new interactions; save a new version.
 
     `interactions` is a `RecData` whose catalogue covers every item of the update (new items are read through their
     text: the item tower needs no resizing); `context` (optional `RecData`) holds earlier interactions that give
     users their history but carry no loss (e.g. a replay sample or everything before the slice). Refuses an empty
-    slice, and a slice older than the parent's data. A killed update resumes when called again.
+    slice, and a slice older than the parent's data. A killed update resumes when called again. `config` says how
+    the update trains (`textrec.engine.LoopConfig`; default: 2 epochs); `validation` (optional `RecData` of held-out
+    interactions after the slice's) early-stops it on their NDCG@10. `accelerator`: default
+    `make_accelerator(config)`, so the update runs on the GPU when there is one.
     """
     from textrec.build import item_tokens as build_tokens
     from textrec.config import ModelConfig
@@ -290,7 +149,8 @@ def update_adapter(
     from textrec.text import ItemTemplate
 
     registry = registry if isinstance(registry, AdapterRegistry) else AdapterRegistry(registry)
-    settings = settings or UpdateSettings()
+    config = config or LoopConfig(epochs=2, patience=1, checkpoint_every=0)
+    accelerator = accelerator or make_accelerator(config)
     parent = parent or registry.latest()
     if parent is None:
         raise ValueError(f"{registry.root}: no version to update (train a base version first)")
@@ -303,8 +163,8 @@ def update_adapter(
             f"the slice starts at {stamps.min()}, before the end of {parent}'s data ({entry['data_range'][1]}): "
             "slices must come in time order"
         )
-    model, tokenizer, config = load_pretrained(registry.path(parent), base=base)
-    model_cfg = ModelConfig(**config["model"])
+    model, tokenizer, saved = load_pretrained(registry.path(parent), base=base)
+    model_cfg = ModelConfig(**saved["model"])
     if model.id_embedding is not None:
         raise ValueError(
             "update_adapter needs a text-only item tower (model.id_embedding=false): new items must "
@@ -312,7 +172,7 @@ def update_adapter(
         )
     model.train()  # build_model applied the saved train mode: the same weights train as in the base run
     catalogue = interactions.items
-    template = ItemTemplate(config["item_template"])
+    template = ItemTemplate(saved["item_template"])
     tokens = build_tokens(template.render_all(catalogue), tokenizer, model_cfg, model) if model.has_text else None
     positions_data = interactions if context is None else _concat(context, interactions)
     index = {i: n for n, i in enumerate(catalogue["item_id"])}
@@ -323,22 +183,39 @@ def update_adapter(
         sequences[int(user)] = (items[mine], is_target[mine])
     freq = torch.as_tensor(np.bincount(items[is_target], minlength=len(catalogue)), dtype=torch.float32) + 1
     anchor = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-    partial = registry.root / f".{registry.next_name()}.partial"
-    cost = fit(model, tokens, sequences, settings, freq, anchor=anchor, state_dir=partial)
-    version = save_version(
-        registry,
-        model.eval(),
-        model_cfg,
-        list(catalogue["item_id"]),
-        tokenizer=tokenizer,
-        item_template=template.template,
-        parent=parent,
-        strategy=strategy,
-        data_range=(float(stamps.min()), float(stamps.max())),
-        cost=cost,
+    objective = TrainingObjective(model, tokens, freq, max_live_items=config.max_live_items)
+    valid = None
+    if validation is not None:
+        events = _validation_events(positions_data, validation, index)
+        valid = Validation(events, len(catalogue), tokens) if events else None
+    result = fit(
+        objective,
+        WindowExamples(sequences.values(), model.max_history),
+        config,
+        accelerator,
+        validation=valid,
+        checkpoint_dir=registry.root / f".{registry.next_name()}.partial",
+        run_config={"parent": parent, "strategy": strategy, "training": asdict(config), "rows": len(users)},
+        anchor=anchor,
+        desc=f"update {registry.next_name()}",
     )
-    shutil.rmtree(partial, ignore_errors=True)
-    return version
+    partial = registry.root / f".{registry.next_name()}.partial"
+    if accelerator.is_main_process:
+        save_version(
+            registry,
+            model.eval(),
+            model_cfg,
+            list(catalogue["item_id"]),
+            tokenizer=tokenizer,
+            item_template=template.template,
+            parent=parent,
+            strategy=strategy,
+            data_range=(float(stamps.min()), float(stamps.max())),
+            cost={**result.cost(), "best_valid_ndcg@10": result.best_valid_ndcg, "stopped": result.stopped},
+        )
+        shutil.rmtree(partial, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return registry.latest()
 
 
 def _concat(a, b):
@@ -347,6 +224,24 @@ def _concat(a, b):
     from textrec.data import RecData
 
     return RecData(datasets.concatenate_datasets([a.interactions, b.interactions]), b.items, b.source)
+
+
+def _validation_events(history, held_out, index: Mapping[str, int]) -> list[EvalEvent]:
+    """Each held-out interaction as an event ranked given its user's history in `history` (time order)."""
+    users = np.asarray(history.interactions["user_id"], dtype=object)
+    items = np.asarray([index[i] for i in history.interactions["item_id"]], dtype=np.int64)
+    order = np.argsort(np.asarray(history.interactions["timestamp"], dtype=np.float64), kind="stable")
+    by_user: dict = {}
+    for row in order:
+        by_user.setdefault(users[row], []).append(int(items[row]))
+    unknown = sorted({i for i in held_out.interactions["item_id"] if i not in index})
+    if unknown:
+        raise ValueError(f"validation interactions name items missing from the catalogue: {unknown[:5]}")
+    return [
+        EvalEvent(u, tuple(by_user.get(u, ())), index[i])
+        for u, i in zip(held_out.interactions["user_id"], held_out.interactions["item_id"])
+        if u in by_user
+    ]
 
 
 def _coded(data, index: Mapping[str, int], context_rows: int):
@@ -363,4 +258,4 @@ def _coded(data, index: Mapping[str, int], context_rows: int):
     return users, items, is_target
 
 
-__all__ = ["AdapterRegistry", "UpdateSettings", "fit", "save_version", "update_adapter"]
+__all__ = ["AdapterRegistry", "save_version", "update_adapter"]

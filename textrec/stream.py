@@ -2,8 +2,9 @@
 
 All interactions are sorted globally by timestamp (stable). The first `base_fraction` form the base period; the
 rest is cut into `num_slices` slices of equal size. From every period a fixed seeded 10% is held out as test
-events; the rest is that period's training data. A test event is ranked given the user's full history before it
-(training and held-out events alike) with the history masked.
+events and another 10% as validation events (early stopping of whatever trains on that period); the rest is that
+period's training data. A held-out event is ranked given the user's full history before it (training and held-out
+events alike) with the history masked.
 """
 
 from __future__ import annotations
@@ -18,17 +19,18 @@ from textrec.splits import EvalEvent
 
 @dataclass(frozen=True)
 class Period:
-    """One period of the stream: positions in the global time order of its training and test events."""
+    """One period of the stream: positions in the global time order of its training, validation and test events."""
 
     index: int
     train: np.ndarray
     test: np.ndarray
     start_time: float
     end_time: float
+    valid: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def size(self) -> int:
-        return len(self.train) + len(self.test)
+        return len(self.train) + len(self.valid) + len(self.test)
 
 
 @dataclass
@@ -46,12 +48,15 @@ class Stream:
         """Training events of periods start..through (inclusive), in global order."""
         return np.sort(np.concatenate([self.periods[p].train for p in range(start, through + 1)]))
 
-    def eval_events(self, period: int, cap: int = 2000, seed: int = 0) -> list[EvalEvent]:
-        """Test events of a period (a fixed seeded sample of at most `cap`), each with the user's full history
-        before it in global order."""
-        positions = self.periods[period].test
+    def eval_events(self, period: int, cap: int = 2000, seed: int = 0, split: str = "test") -> list[EvalEvent]:
+        """Test (or `split="valid"`: validation) events of a period, a fixed seeded sample of at most `cap`, each
+        with the user's full history before it in global order."""
+        if split not in ("test", "valid"):
+            raise ValueError(f"split: expected test or valid, got {split!r}")
+        positions = getattr(self.periods[period], split)
         if len(positions) > cap:
-            positions = np.sort(np.random.default_rng([seed, period, 11]).choice(positions, cap, replace=False))
+            salt = 11 if split == "test" else 13
+            positions = np.sort(np.random.default_rng([seed, period, salt]).choice(positions, cap, replace=False))
         by_user = self._positions_by_user()
         events = []
         for pos in positions:
@@ -81,9 +86,17 @@ class Stream:
 
 
 def make_stream(
-    data: RecData, base_fraction: float = 0.5, num_slices: int = 5, test_fraction: float = 0.1, seed: int = 0
+    data: RecData,
+    base_fraction: float = 0.5,
+    num_slices: int = 5,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+    valid_fraction: float = 0.1,
 ) -> Stream:
-    """Cut `data` into the E2 periods (base + `num_slices` slices), each with a seeded held-out test share."""
+    """Cut `data` into the E2 periods (base + `num_slices` slices), each with seeded held-out test and validation
+    shares (the test draw does not depend on `valid_fraction`)."""
+    if valid_fraction < 0 or test_fraction + valid_fraction >= 1:
+        raise ValueError(f"valid_fraction: must be >= 0 with test_fraction + valid_fraction < 1, got {valid_fraction}")
     if not 0 < base_fraction < 1:
         raise ValueError(f"base_fraction: must be in (0, 1), got {base_fraction}")
     if num_slices < 1:
@@ -100,9 +113,12 @@ def make_stream(
             raise ValueError(f"period {p} is empty: the data has too few interactions for {num_slices} slices")
         rng = np.random.default_rng([seed, p])
         test = np.sort(rng.choice(positions, int(round(len(positions) * test_fraction)), replace=False))
-        train = np.setdiff1d(positions, test)
+        rest = np.setdiff1d(positions, test)
+        draw = np.random.default_rng([seed, p, 1])
+        valid = np.sort(draw.choice(rest, int(round(len(positions) * valid_fraction)), replace=False))
+        train = np.setdiff1d(rest, valid)
         stamps = stream.timestamps[positions]
-        stream.periods.append(Period(p, train, test, float(stamps.min()), float(stamps.max())))
+        stream.periods.append(Period(p, train, test, float(stamps.min()), float(stamps.max()), valid))
     return stream
 
 

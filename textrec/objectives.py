@@ -1,4 +1,4 @@
-"""Per-batch training objectives (no loop here: the recipes own their loops).
+"""Per-batch training objectives (the loop that drives them is `textrec.engine.fit`).
 
 Cost model on a CPU: running the language model over every history item at every step is far too slow, so
 history items read *cached* pooled text vectors, refreshed every `cache_refresh_steps` optimizer steps, while the
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from textrec.features import HistoryText, ItemTokens, pad_histories
+from textrec.features import HistoryText, ItemTokens
 from textrec.losses import InBatchSoftmaxLoss, RatingMSELoss, SampledBCELoss, log_sampling_probability
 from textrec.model import TwoTowerModel
 
@@ -95,6 +95,9 @@ class TrainingObjective(nn.Module):
         self.max_live_items = max_live_items
         self.history_text = history_text
         self.adversarial = adversarial
+        # Set by the loop under several processes: target ids of all processes, so every process ranks its targets
+        # against the same in-batch candidates as one process with the whole batch would.
+        self.gather_targets = None
 
     # ----- item vectors for a set of item indices -----
     def item_vectors(self, ids: torch.Tensor, cache: TextVectorCache | None, rng: np.random.Generator | None):
@@ -120,8 +123,8 @@ class TrainingObjective(nn.Module):
     # ----- the batch loss -----
     def forward(
         self,
-        inputs: torch.Tensor,
         targets: torch.Tensor,
+        inputs: torch.Tensor | None = None,
         ratings: torch.Tensor | None = None,
         cache: TextVectorCache | None = None,
         seed: int = 0,
@@ -153,12 +156,14 @@ class TrainingObjective(nn.Module):
 
     def _softmax(self, users, target_ids, cache, rng):
         extra = self._uniform(self.num_negatives, rng, target_ids.device)
-        candidates, columns = torch.unique(torch.cat([target_ids, extra]), return_inverse=True)
+        batch_targets = self.gather_targets(target_ids) if self.gather_targets is not None else target_ids
+        candidates = torch.unique(torch.cat([batch_targets, extra]))
+        columns = torch.searchsorted(candidates, target_ids)
         items = self.item_vectors(candidates, cache, rng)
-        log_q = log_sampling_probability(candidates, self.item_freq, len(target_ids), self.num_negatives)
+        log_q = log_sampling_probability(candidates, self.item_freq, len(batch_targets), self.num_negatives)
 
         def loss_of(u, v):
-            return self.softmax(self.model.score(u, v), columns[: len(target_ids)], candidates, target_ids, log_q)
+            return self.softmax(self.model.score(u, v), columns, candidates, target_ids, log_q)
 
         loss = loss_of(users, items)
         adv = self.adversarial
@@ -183,21 +188,3 @@ class TrainingObjective(nn.Module):
         neg_vectors = vectors[columns[len(target_ids) :]].view(len(target_ids), self.num_negatives, -1)
         neg = self.model.score_pairs(users, neg_vectors)
         return self.bce(pos, neg, negatives != target_ids[:, None])
-
-
-def collate_windows(windows, max_len: int, ratings=None, device=None):
-    """Windows of item indices -> (inputs [B, L], targets [B, L], ratings [B, L] or None), left-padded with -1."""
-    inputs, _ = pad_histories([w[:-1] for w in windows], max_len)
-    targets, tmask = pad_histories([w[1:] for w in windows], max_len)
-    in_mask = pad_histories([w[:-1] for w in windows], max_len)[1]
-    inputs = inputs.masked_fill(~in_mask, -1)
-    targets = targets.masked_fill(~tmask, -1)
-    rating_tensor = None
-    if ratings is not None:
-        values = [torch.as_tensor(r[1:], dtype=torch.float32) for r in ratings]
-        rating_tensor = torch.zeros(targets.shape)
-        for i, v in enumerate(values):
-            v = v[-targets.shape[1] :]
-            if len(v):
-                rating_tensor[i, -len(v) :] = v
-    return inputs.to(device), targets.to(device), None if rating_tensor is None else rating_tensor.to(device)
