@@ -99,7 +99,12 @@ def _run_fgsm_recipe(out, tiny_bert_dir, launcher=None, *extra):
 
 
 def test_fgsm_recipe_control_and_both_models(tmp_path, tiny_bert_dir):
-    report = _run_fgsm_recipe(tmp_path, tiny_bert_dir)
+    report = _run_fgsm_recipe(tmp_path, tiny_bert_dir, None, "adversarial.train_eps_grid=[0.01,0.05]")
+    # the training eps is chosen on validation: every candidate trained, the best validation score kept
+    chosen = report["train_eps_validation"]
+    assert set(chosen) == {"0.01", "0.05"}
+    assert report["costs"]["adversarial"]["best_valid_ndcg@10"] == max(chosen.values())
+    assert str(report["costs"]["adversarial"]["train_eps"]) == max(chosen, key=chosen.get)
     for name in ("normal", "adversarial"):
         rows = report["models"][name]
         assert 0 < rows["clean"] <= 1

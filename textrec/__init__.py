@@ -1,5 +1,16 @@
 """textrec: fine-tune pretrained text encoders into two-tower recommenders."""
 
+import torch.distributed
+
+if torch.distributed.is_available():
+    # Imported before any process group exists, on purpose. torch.distributed.nn.functional binds
+    # `group=group.WORLD` as default arguments when it is imported; transformers imports it lazily when a model is
+    # first built, after Accelerator() has made the gloo group, so those defaults kept the group and its gloo threads
+    # alive past destroy_process_group(). A gloo thread still releasing its last job then raced interpreter shutdown
+    # and aborted with "terminate called without an active exception" (about 1 run in 40 of two-process tests; 12 of
+    # 34 in a torch-only reproduction). Imported first, the defaults hold the placeholder instead.
+    import torch.distributed.nn  # noqa: F401
+
 from textrec.config import DataConfig, ModelConfig, load_config
 from textrec.data import DataError, RecData, load_data, load_grouplens_100k, load_recbole, load_tabular
 from textrec.encoders import TextEncoder, resolve_encoder

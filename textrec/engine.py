@@ -85,7 +85,9 @@ class LoopConfig:
     l2sp: float = _help("L2-SP penalty towards the starting weights (incremental updates; 0: off)", 0.0)
     eval_batch_size: int = _help("events per evaluation batch", 256)
     eval_every_steps: int = _help("validate every N optimizer steps (0: at every epoch end)", 0)
-    patience: int = _help("early stopping: validations without a validation NDCG@10 gain", 3)
+    patience: int = _help(
+        "early stopping: validations without a validation NDCG@10 gain (not counted during encoder warm-up)", 3
+    )
     checkpoint_every: int = _help("also checkpoint every N optimizer steps (0: only after each validation)", 200)
     keep_checkpoints: int = _help("checkpoints kept on disk", 2)
     resume: str = _help("auto (latest checkpoint of this run) | never (start afresh) | <checkpoint folder>", "auto")
@@ -314,6 +316,10 @@ def fit(
     def learning() -> bool:
         return encoder_is_trainable(model) and state.epoch >= config.encoder_warmup_epochs
 
+    def warming_up() -> bool:
+        """Validations up to the end of the encoder warm-up epochs do not count towards patience."""
+        return encoder_is_trainable(model) and state.epoch <= config.encoder_warmup_epochs
+
     def refresh_cache(step: int):
         if state.encoder_moved or cache.vectors is None:
             cache.refresh(
@@ -358,7 +364,7 @@ def fit(
             if metrics["ndcg@10"] > state.best:
                 state.best, state.best_step, state.bad_evals = metrics["ndcg@10"], state.global_step, 0
                 best = trainable_state(model)
-            else:
+            elif not warming_up():  # patience counts once the encoder has joined (or from the start when frozen)
                 state.bad_evals += 1
                 if state.bad_evals >= config.patience:
                     state.done = state.done or "early"
@@ -485,6 +491,7 @@ def _gatherer(accelerator) -> Callable[[torch.Tensor], torch.Tensor]:
         everything = accelerator.gather(padded)
         return everything[everything >= 0]
 
+    gather.processes = accelerator.num_processes
     return gather
 
 
@@ -499,10 +506,16 @@ def _flatten(d: Mapping, prefix: str = "") -> dict:
     return out
 
 
-def config_differences(saved: Mapping, current: Mapping, ignore: Sequence[str] = ("training.resume",)) -> list[str]:
-    """Fields (dotted names) whose values differ between two run configs."""
+# Fields that say where a run lives or how it reports, not what it trains: a moved or re-watched run still resumes.
+NOT_COMPARED = ("output_dir", "resume", "log_with", "progress")
+
+
+def config_differences(saved: Mapping, current: Mapping, ignore: Sequence[str] = NOT_COMPARED) -> list[str]:
+    """Fields (dotted names) whose values differ between two run configs, except those whose last part is in
+    `ignore`."""
     a, b = _flatten(saved), _flatten(current)
-    return sorted(k for k in set(a) | set(b) if k not in ignore and a.get(k) != b.get(k))
+    keys = [k for k in set(a) | set(b) if k.rsplit(".", 1)[-1] not in ignore]
+    return sorted(k for k in keys if a.get(k) != b.get(k))
 
 
 class _Checkpoints:
@@ -542,6 +555,7 @@ class _Checkpoints:
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state()
         save_file(rng, str(tmp / f"rng_{acc.process_index}.safetensors"))
+        acc.wait_for_everyone()  # every process's file is in before the folder is renamed
         if acc.is_main_process:
             save_file(trainable_state(model), str(tmp / "trainable.safetensors"))
             if best is not None:

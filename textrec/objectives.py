@@ -166,6 +166,10 @@ class TrainingObjective(nn.Module):
             return self.softmax(self.model.score(u, v), columns, candidates, target_ids, log_q)
 
         loss = loss_of(users, items)
+        if self.gather_targets is not None:
+            # DDP averages the processes' gradients: weight this process's mean by its share of the global batch,
+            # so the average is the mean over every target of the global batch, as with one process.
+            loss = loss * (len(target_ids) * self.gather_targets.processes / max(1, len(batch_targets)))
         adv = self.adversarial
         if adv is None or adv.weight == 0 or not self.training:
             return loss

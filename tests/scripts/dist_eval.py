@@ -51,10 +51,18 @@ def main(out_path):
         result[f"{tower}_vector_sum"] = float(vectors.double().sum())
     ids = sharded_map(lambda s, e: torch.arange(s, e), len(split.test), 16, accelerator)
     result["event_order"] = ids.tolist()
-    if accelerator.is_main_process:
-        Path(out_path).write_text(json.dumps(result))
     accelerator.wait_for_everyone()
-    accelerator.end_training()  # destroys the process group before exit (else gloo threads may abort the exit)
+    main_process = accelerator.is_main_process
+    accelerator.end_training()  # destroys the process group before exit
+    # No gloo thread may outlive the group: one still running at interpreter exit can abort it (see textrec/__init__)
+    result["gloo_threads_after_end"] = sorted(n for n in _thread_names() if n.startswith(("pt_gloo", "gloo")))
+    if main_process:
+        Path(out_path).write_text(json.dumps(result))
+
+
+def _thread_names():
+    tasks = Path("/proc/self/task")
+    return [(t / "comm").read_text().strip() for t in tasks.iterdir()] if tasks.is_dir() else []
 
 
 if __name__ == "__main__":
