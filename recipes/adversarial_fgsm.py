@@ -54,9 +54,7 @@ class AdversarialConfig:
     train_eps: float = field(default=0.1, metadata={"help": "training perturbation, x mean item vector norm"})
     train_eps_grid: list = field(
         default_factory=list,
-        metadata={
-            "help": "training eps candidates; the best on validation NDCG@10 is kept (empty: train_eps)"
-        },
+        metadata={"help": "training eps candidates; the best on validation NDCG@10 is kept (empty: train_eps)"},
     )
     train_norm: str = field(default="sign", metadata={"help": "sign (FGSM) | l2 (FGM / APR)"})
     adv_weight: float = field(default=1.0, metadata={"help": "lambda in L(clean) + lambda L(perturbed)"})

@@ -148,6 +148,8 @@ def main():
     run_config = config_to_dict(cfg)  # what a resumed fit must match (the strategies run may change)
     run_config["incremental"] = {k: v for k, v in run_config["incremental"].items() if k != "strategies"}
 
+    current_text = {}  # model id -> its catalogue text vectors from the last evaluation (the encoder has not moved)
+
     def train(model, positions, targets, period, loop, checkpoints, anchor=None):
         """One fit on `targets` (stream positions) with `positions` as history context, early-stopped on the
         validation events of `period`; resumable from `checkpoints`."""
@@ -163,13 +165,17 @@ def main():
             checkpoint_dir=checkpoints,
             run_config=run_config,
             anchor=anchor,
+            text_vectors=current_text.pop(id(model), None),
             desc=checkpoints.name,
         )
+        if result.text_vectors is not None:  # the encoder did not move: the next fit can start from these
+            current_text[id(model)] = result.text_vectors
         return result.cost()
 
     def scores(model):
         """NDCG@10 on every period's test events (history masked), item vectors computed once."""
         text = compute_text_vectors(model, tokens, 256, accelerator, None) if model.has_text else None
+        current_text[id(model)] = text  # the next fit of this model starts from these vectors
         vectors = compute_item_vectors(model, text, data.num_items)
         return [
             evaluate(model, events[p], vectors, mask_history=True, accelerator=accelerator)["ndcg@10"] for p in periods

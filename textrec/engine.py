@@ -176,8 +176,9 @@ class FitResult:
     steps: int
     examples: int
     train_seconds: float
-    stopped: str  # early | budget | epochs | finished (a completed run found on resume)
+    stopped: str  # early | budget | epochs
     curve: list = field(default_factory=list)
+    text_vectors: torch.Tensor | None = None  # the catalogue's text vectors, when still valid for the final encoder
 
     def cost(self) -> dict:
         return {"seconds": self.train_seconds, "steps": self.steps, "examples": self.examples, "epochs": self.epochs}
@@ -260,6 +261,7 @@ def fit(
     checkpoint_dir: str | Path | None = None,
     run_config: Mapping | None = None,
     anchor: Mapping[str, torch.Tensor] | None = None,
+    text_vectors: torch.Tensor | None = None,
     desc: str = "train",
 ) -> FitResult:
     """Train `objective.model` on `examples`, validating and checkpointing as `config` says.
@@ -267,7 +269,8 @@ def fit(
     With `validation`, early stopping on its NDCG@10 and the best weights restored at the end. With
     `checkpoint_dir`, resumable from a kill at any point (`config.resume`); `run_config` (the run's whole config)
     is stored with every checkpoint and a resume with different values is refused, naming the fields. `anchor`:
-    weights the L2-SP penalty pulls towards.
+    weights the L2-SP penalty pulls towards. `text_vectors`: the catalogue's pooled text vectors under the encoder
+    as it is now, when the caller has them (e.g. from its last evaluation): the first catalogue encode is skipped.
     """
     if accelerator is None:
         raise ValueError("fit: an Accelerator is required (textrec.engine.make_accelerator(config))")
@@ -299,6 +302,11 @@ def fit(
         _gatherer(accelerator) if config.gather_negatives and accelerator.num_processes > 1 else None
     )
     state, cache, best = _LoopState(), TextVectorCache(), None
+    if text_vectors is not None and objective.item_tokens is not None:
+        if len(text_vectors) != len(objective.item_tokens):
+            raise ValueError(f"text_vectors: {len(text_vectors)} rows for {len(objective.item_tokens)} items")
+        cache.refresh(text_vectors, 0)
+        state.encoder_moved = False
     resume_from = ckpt.find_resume() if ckpt else None
     if resume_from is not None:
         best = ckpt.load(resume_from, model, optimizer, scheduler, cache, state, run_config)
@@ -471,6 +479,7 @@ def fit(
         train_seconds=state.train_seconds,
         stopped=state.done or "epochs",
         curve=state.curve,
+        text_vectors=cache.vectors if model.has_text and not state.encoder_moved else None,
     )
 
 
