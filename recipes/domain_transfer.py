@@ -43,6 +43,7 @@ from textrec.features import all_targets
 from textrec.files import atomic_write_text
 from textrec.hub import save_pretrained
 from textrec.objectives import TrainingObjective
+from textrec.reports import transfer_markdown, transfer_plot
 from textrec.splits import leave_one_out
 
 logger = logging.getLogger(__name__)
@@ -275,47 +276,13 @@ def main():
             "results": results,
         }
         atomic_write_text(out / "report.json", json.dumps(report, indent=2))
-        table = markdown(results)
+        table = transfer_markdown(results)
         atomic_write_text(out / "report.md", table)
-        plot(results, out / "report.png")
+        transfer_plot(results, out / "report.png")
         print(table)
         print(f"report: {out / 'report.json'}  adapters: {out / 'source'}, {out / 'target_adapted'}")
     accelerator.wait_for_everyone()
     accelerator.end_training()  # destroys the process group before exit
-
-
-def markdown(results: dict) -> str:
-    lines = [
-        "| method | target users | NDCG@10 | Recall@10 | cold-item NDCG@10 | trainable params |",
-        "|---|---|---|---|---|---|",
-    ]
-    for method, by_fraction in results.items():
-        for fraction, m in by_fraction.items():
-            cold = f"{m['cold_ndcg@10']:.4f}" if m["cold_ndcg@10"] is not None else "-"
-            lines.append(
-                f"| {method} | {float(fraction):.0%} | {m['ndcg@10']:.4f} | {m['recall@10']:.4f} | {cold} | "
-                f"{m['trainable_params']:,} |"
-            )
-    return "\n".join(lines) + "\n"
-
-
-def plot(results: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for method, by_fraction in results.items():
-        xs = [float(f) for f in by_fraction]
-        ax.plot(xs, [m["ndcg@10"] for m in by_fraction.values()], marker="o", label=method)
-    ax.set(xlabel="share of target training users", ylabel="target test NDCG@10", xscale="symlog")
-    ax.set_xscale("symlog", linthresh=0.05)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from textrec.files import atomic_write_text
 from textrec.hub import load_weights_into
 from textrec.incremental import AdapterRegistry, save_version
 from textrec.objectives import TrainingObjective
+from textrec.reports import incremental_markdown, incremental_plot, incremental_rows
 from textrec.stream import Reservoir, continual_metrics, make_stream
 
 logger = logging.getLogger(__name__)
@@ -283,13 +284,13 @@ def main():
         }
 
     # 4. Report: JSON, markdown table, plot
-    report["rows"] = summary_rows(report)
+    report["rows"] = incremental_rows(report)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "report.json", json.dumps(report, indent=2))
-        table = markdown(report)
+        table = incremental_markdown(report)
         atomic_write_text(out / "report.md", table)
-        plot(report, out / "report.png")
+        incremental_plot(report, out / "report.png")
         print(table)
         print(f"report: {out / 'report.json'}  plot: {out / 'report.png'}  adapters: {out}/<strategy>/")
         shutil.rmtree(checkpoints, ignore_errors=True)
@@ -299,66 +300,6 @@ def main():
 
 def _anchor(model):
     return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-
-
-def summary_rows(report: dict) -> list[dict]:
-    """One row per strategy with the headline numbers (what docs/benchmarks/incremental_ml100k.json holds)."""
-    return [
-        {
-            "strategy": name,
-            "mean_prequential_ndcg@10": s["mean_prequential"],
-            "mean_current_ndcg@10": float(np.mean(s["current"][1:])),
-            "cumulative_seconds": s["cumulative_seconds"],
-            "mean_forgetting": s["mean_forgetting"],
-            "mean_relative_forgetting": s["mean_relative_forgetting"],
-            "bwt": s["bwt"],
-            "optimizer_steps": s["optimizer_steps"],
-            "examples_seen": s["examples_seen"],
-            "trainable_params": s["trainable_params"],
-            "adapter_bytes": [c.get("adapter_bytes") for c in s["costs"]],
-        }
-        for name, s in report["strategies"].items()
-    ]
-
-
-def markdown(report: dict) -> str:
-    strategies = report["strategies"]
-    full = strategies.get("full_retrain")
-    lines = [
-        "| strategy | mean prequential NDCG@10 | mean current NDCG@10 | mean forgetting | BWT | cumulative s "
-        "| steps | examples | x full_retrain prequential | x full_retrain time |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for name, s in strategies.items():
-        rel_q = s["mean_prequential"] / full["mean_prequential"] if full else float("nan")
-        rel_t = s["cumulative_seconds"] / full["cumulative_seconds"] if full and full["cumulative_seconds"] else 0
-        lines.append(
-            f"| {name} | {s['mean_prequential']:.4f} | {np.mean(s['current'][1:]):.4f} | "
-            f"{s['mean_forgetting']:.4f} | {s['bwt']:+.4f} | {s['cumulative_seconds']:.0f} | "
-            f"{s['optimizer_steps']} | {s['examples_seen']} | {rel_q:.3f} | {rel_t:.3f} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def plot(report: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    for name, s in report["strategies"].items():
-        slices = range(1, len(s["matrix"]))
-        ax1.plot(list(slices), s["prequential"], marker="o", label=name)
-        ax2.plot(list(slices), np.cumsum([c["seconds"] for c in s["costs"]]), marker="o", label=name)
-    ax1.set(xlabel="slice t", ylabel="NDCG@10 on slice t before training on it", title="prequential NDCG@10")
-    ax2.set(xlabel="slice t", ylabel="seconds", title="cumulative training time")
-    for ax in (ax1, ax2):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 if __name__ == "__main__":
