@@ -35,6 +35,7 @@ from textrec.evaluation import compute_item_vectors, compute_text_vectors, evalu
 from textrec.files import atomic_write_text
 from textrec.hub import load_weights_into
 from textrec.incremental import AdapterRegistry, save_version
+from textrec.metrics import ndcg_per_event, paired_bootstrap
 from textrec.objectives import TrainingObjective
 from textrec.reports import incremental_markdown, incremental_plot, incremental_rows
 from textrec.stream import Reservoir, continual_metrics, make_stream
@@ -174,13 +175,16 @@ def main():
         return result.cost()
 
     def scores(model):
-        """NDCG@10 on every period's test events (history masked), item vectors computed once."""
+        """NDCG@10 on every period's test events (history masked), item vectors computed once; and the NDCG@10 of
+        each event of every period (for paired intervals)."""
         text = compute_text_vectors(model, tokens, 256, accelerator, None) if model.has_text else None
         current_text[id(model)] = text  # the next fit of this model starts from these vectors
         vectors = compute_item_vectors(model, text, data.num_items)
-        return [
-            evaluate(model, events[p], vectors, mask_history=True, accelerator=accelerator)["ndcg@10"] for p in periods
+        ranks = [
+            evaluate(model, events[p], vectors, accelerator=accelerator, return_ranks=True)["ranks"] for p in periods
         ]
+        per_event = [ndcg_per_event(r) for r in ranks]
+        return [float(e.mean()) for e in per_event], per_event
 
     def save(model, registry, parent, strategy, t, cost, row):
         if accelerator.is_main_process:
@@ -207,7 +211,7 @@ def main():
     base_model = fresh_model()
     base_loop = inc.loop(inc.base_epochs, inc.lr, inc.base_warmup_epochs)
     base_cost = train(base_model, base_positions, base_positions, 0, base_loop, checkpoints / "base")
-    base_row = scores(base_model)
+    base_row, base_events = scores(base_model)
     logger.info(f"base: NDCG@10 per period {np.round(base_row, 4).tolist()} ({base_cost['seconds']:.0f}s)")
 
     report = {
@@ -219,15 +223,18 @@ def main():
         "strategies": {},
     }
     update_loop = inc.loop(inc.update_epochs, inc.update_lr, inc.update_warmup_epochs)
+    per_strategy_events = {}
     for strategy in inc.strategies:
         registry = AdapterRegistry(out / strategy)
         done = registry.versions()  # versions of an earlier, interrupted run of this config are kept and reused
         parent = done[0]["version"] if done else save(base_model, registry, None, "base", 0, base_cost, base_row)
-        model, matrix, costs = copy.deepcopy(base_model), [base_row], []
+        model, matrix, costs, latest_events = copy.deepcopy(base_model), [base_row], [], base_events
+        prequential_events = []  # NDCG@10 of every test event of slice t under the model trained through t - 1
         reservoir = Reservoir(inc.reservoir_size, inc.seed)
         reservoir.add(base_positions)
         for t in range(1, len(stream.periods)):
             started = time.perf_counter()
+            prequential_events.append(latest_events[t])
             seen = stream.train_positions(t)  # everything up to and including slice t: history context
             new = stream.periods[t].train
             ckpt = checkpoints / f"{strategy}_{t}"
@@ -235,7 +242,7 @@ def main():
                 entry = done[t]
                 load_weights_into(model, registry.path(entry["version"]))
                 parent, cost = entry["version"], dict(entry["cost"])
-                row = [entry["metrics"][f"ndcg@10_period_{j}"] for j in periods]
+                row, latest_events = scores(model)  # re-scored: per-event figures are not stored with versions
             elif strategy in CONTINUING:
                 targets = {
                     "finetune": new,
@@ -259,12 +266,12 @@ def main():
             else:  # frozen
                 cost = {"seconds": 0.0, "steps": 0, "examples": 0, "epochs": 0}
             if strategy not in ("frozen",) and t >= len(done):
-                row = scores(model)
+                row, latest_events = scores(model)
                 cost["wall_seconds"] = time.perf_counter() - started
                 parent = save(model, registry, parent, strategy, t, cost, row)
                 cost["adapter_bytes"] = registry.entry(parent)["cost"]["adapter_bytes"]
             elif strategy == "frozen":
-                row = base_row
+                row, latest_events = base_row, base_events
             reservoir.add(new)
             matrix.append(row)
             costs.append(cost)
@@ -282,6 +289,11 @@ def main():
             "examples_seen": int(sum(c["examples"] for c in costs)),
             "trainable_params": model.trainable_parameters(),
         }
+        per_strategy_events[strategy] = torch.cat(prequential_events)
+    for strategy, values in per_strategy_events.items():  # paired over the same prequential test events
+        if "full_retrain" in per_strategy_events and strategy != "full_retrain":
+            interval = paired_bootstrap(values, per_strategy_events["full_retrain"], seed=inc.seed)
+            report["strategies"][strategy]["prequential_vs_full_retrain"] = interval
 
     # 4. Report: JSON, markdown table, plot
     report["rows"] = incremental_rows(report)
@@ -293,7 +305,9 @@ def main():
         incremental_plot(report, out / "report.png")
         print(table)
         print(f"report: {out / 'report.json'}  plot: {out / 'report.png'}  adapters: {out}/<strategy>/")
-        shutil.rmtree(checkpoints, ignore_errors=True)
+        for finished in checkpoints.glob("*"):  # the base's checkpoint stays: a re-run re-scores without retraining
+            if finished.name != "base":
+                shutil.rmtree(finished, ignore_errors=True)
     accelerator.wait_for_everyone()
     accelerator.end_training()  # destroys the process group before exit
 

@@ -2,6 +2,7 @@
 
 import copy
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -218,6 +219,50 @@ def test_versions_chain_and_reload_to_identical_scores(drift_report, tiny_bert_d
     vectors = compute_item_vectors(model, compute_text_vectors(model, tokens, desc=None))
     row = [evaluate(model, stream.eval_events(p, inc["eval_cap"], inc["seed"]), vectors)["ndcg@10"] for p in range(4)]
     assert row == report["strategies"]["replay"]["matrix"][2]
+
+
+def test_report_has_every_strategy_validation_and_paired_intervals(drift_report):
+    _, report = drift_report
+    s = report["strategies"]
+    assert set(s) == {"frozen", "finetune", "replay", "full_retrain", "continue_all", "window"}
+    assert all(n > 0 for n in report["valid_events"])  # every period has validation events for early stopping
+    for name in ("finetune", "replay", "continue_all"):
+        ci = s[name]["prequential_vs_full_retrain"]
+        assert ci["ratio_low"] <= ci["ratio"] <= ci["ratio_high"]
+        assert ci["events"] == sum(report["eval_events"][1:])
+        assert ci["ratio"] == pytest.approx(s[name]["mean_prequential"] / s["full_retrain"]["mean_prequential"])
+    assert all(c["epochs"] <= report["config"]["incremental"]["update_epochs"] for c in s["finetune"]["costs"])
+
+
+def test_a_restarted_incremental_run_keeps_its_versions_and_resumes(drift_report, tiny_bert_dir, tmp_path):
+    """Killed before its last replay update was saved: the re-run reuses the saved versions (no retraining) and
+    trains only the missing update, to the same figures as the unbroken run."""
+    out, report = drift_report
+    copy_dir = tmp_path / "run"
+    shutil.copytree(out, copy_dir)
+    registry = AdapterRegistry(copy_dir / "replay")
+    manifest = registry.manifest()
+    created = [v["created"] for v in manifest["versions"][:-1]]
+    manifest["versions"], manifest["latest"] = manifest["versions"][:-1], manifest["versions"][-2]["version"]
+    (registry.manifest_path).write_text(json.dumps(manifest))
+    shutil.rmtree(copy_dir / "replay" / "slice_003")
+    (copy_dir / "report.json").unlink()
+    cmd = [
+        sys.executable,
+        str(ROOT / "recipes" / "incremental_lora.py"),
+        "--config",
+        str(ROOT / "recipes" / "configs" / "incremental_synthetic_tiny.yaml"),
+        f"model.encoder={tiny_bert_dir}",
+        "model.id_embedding=false",
+        f"incremental.output_dir={copy_dir}",
+        "incremental.strategies=[replay]",
+    ]
+    proc = run_command(cmd, cwd=ROOT, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    again = json.loads((copy_dir / "report.json").read_text())["strategies"]["replay"]
+    assert again["matrix"] == report["strategies"]["replay"]["matrix"]
+    assert [v["created"] for v in registry.versions()[:-1]] == created  # the saved versions were not redone
+    assert [c["steps"] for c in again["costs"]] == [c["steps"] for c in report["strategies"]["replay"]["costs"]]
 
 
 def test_incremental_recipe_under_two_processes(tmp_path, tiny_bert_dir):

@@ -50,3 +50,26 @@ def test_content_similarity_baseline_hand_computed():
     # only the last `last` items count: after 3 then 0, with last=1 the user looks east
     recent = EvalEvent(user=0, history=(3, 0), target=1)
     assert evaluate_content_similarity(vectors, [recent], last=1, ks=(10,))["ndcg@10"] == 1.0
+
+
+def test_ndcg_per_event_and_paired_bootstrap_hand_computed():
+    from textrec.metrics import ndcg_per_event, paired_bootstrap
+
+    assert ndcg_per_event([0, 1, 9, 10]).tolist() == pytest.approx([1.0, 1 / math.log2(3), 1 / math.log2(11), 0.0])
+    a = torch.tensor([1.0, 0.5, 0.0, 0.25])
+    same = paired_bootstrap(a, a)
+    assert same["mean_difference"] == 0 and same["difference_low"] == same["difference_high"] == 0
+    assert same["ratio"] == same["ratio_low"] == same["ratio_high"] == pytest.approx(1.0)
+    shifted = paired_bootstrap(a + 0.1, a)  # paired: every resample differs by exactly 0.1
+    assert shifted["difference_low"] == pytest.approx(0.1) and shifted["difference_high"] == pytest.approx(0.1)
+    noisy = paired_bootstrap(torch.rand(500, generator=torch.Generator().manual_seed(0)), torch.full((500,), 0.5))
+    assert noisy["difference_low"] < noisy["mean_difference"] < noisy["difference_high"]
+    assert noisy["events"] == 500 and noisy["resamples"] == 1000
+    with pytest.raises(ValueError, match="equal, non-empty"):
+        paired_bootstrap(a, a[:2])
+
+
+def test_nan_score_on_another_item_counts_ahead_of_the_target():
+    scores = torch.tensor([[0.1, float("nan"), 0.5, 0.3]])
+    # the target (2) has the best finite score, but a NaN elsewhere must not let it rank first
+    assert target_ranks(scores, torch.tensor([2])).tolist() == [1]

@@ -130,11 +130,13 @@ def evaluate(
     accelerator=None,
     with_ratings: bool = False,
     desc: str | None = None,
+    return_ranks: bool = False,
 ) -> dict[str, float]:
     """Full-ranking Recall/NDCG/MRR@K of each event's target over the whole catalogue.
 
     `item_vectors` [N, D] are computed once by the caller. With `mask_history`, items in the event's history are
-    excluded from the ranking (never the target itself). With `with_ratings`, RMSE/MAE of predicted ratings too.
+    excluded from the ranking (never the target itself). With `with_ratings`, RMSE/MAE of predicted ratings too;
+    with `return_ranks`, the target's 0-based rank of every event under "ranks".
     """
     was_training = model.training
     model.eval()
@@ -166,6 +168,8 @@ def evaluate(
     finally:
         model.train(was_training)
     metrics = metrics_from_ranks(out[:, 0].long().cpu(), ks)
+    if return_ranks:  # 0-based rank of each event's target, for paired statistics
+        metrics["ranks"] = out[:, 0].long().cpu().tolist()
     if with_ratings and events and events[0].rating is not None:
         metrics.update(rating_errors(out[:, 1].cpu(), [e.rating for e in events]))
     return metrics

@@ -2,7 +2,7 @@
 
 The rank of the target is the number of *other* unmasked items whose score is greater than **or equal to** the
 target's score, so a tie never favours the model (an all-equal scorer ranks the target last). A NaN target score
-ranks last. The target itself is never masked, even when it occurs in the history.
+ranks last, and a NaN score on any other item counts as ahead of the target. The target itself is never masked, even when it occurs in the history.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def target_ranks(scores: torch.Tensor, targets: torch.Tensor, masked: torch.Tens
     scores = scores.float()
     rows = torch.arange(scores.shape[0], device=scores.device)
     target_scores = scores[rows, targets]
-    ahead = scores >= target_scores[:, None]
+    ahead = (scores >= target_scores[:, None]) | torch.isnan(scores)  # a NaN elsewhere never helps the target
     ahead[rows, targets] = False
     if masked is not None:
         ahead &= ~masked
@@ -41,6 +41,36 @@ def metrics_from_ranks(ranks: Sequence[int] | torch.Tensor, ks: Sequence[int] = 
         out[f"mrr@{k}"] = (hit / (ranks + 1)).mean().item() if n else math.nan
     out["n_events"] = n
     return out
+
+
+def ndcg_per_event(ranks: Sequence[int] | torch.Tensor, k: int = 10) -> torch.Tensor:
+    """NDCG@k of each event (one target): 1 / log2(rank + 2) when rank < k, else 0."""
+    ranks = torch.as_tensor(ranks, dtype=torch.float64)
+    return (ranks < k) / torch.log2(ranks + 2)
+
+
+def paired_bootstrap(a, b, resamples: int = 1000, seed: int = 0, level: float = 0.95) -> dict[str, float]:
+    """Paired bootstrap of per-event scores `a` and `b` on the same events (1,000 resamples of events): the mean
+    difference a - b and the ratio mean(a) / mean(b), each with its `level` percentile interval. An interval that
+    contains 0 (difference) or 1 (ratio) means "no difference"."""
+    a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
+    if a.shape != b.shape or a.numel() == 0:
+        raise ValueError(f"paired_bootstrap: needs two equal, non-empty per-event arrays, got {a.shape} and {b.shape}")
+    gen = torch.Generator().manual_seed(seed)
+    rows = torch.randint(0, a.numel(), (resamples, a.numel()), generator=gen)
+    mean_a, mean_b = a[rows].mean(1), b[rows].mean(1)
+    tail = (1 - level) / 2
+    diff, ratio = mean_a - mean_b, mean_a / mean_b.clamp_min(1e-12)
+    return {
+        "mean_difference": float(a.mean() - b.mean()),
+        "difference_low": float(diff.quantile(tail)),
+        "difference_high": float(diff.quantile(1 - tail)),
+        "ratio": float(a.mean() / b.mean().clamp_min(1e-12)),
+        "ratio_low": float(ratio.quantile(tail)),
+        "ratio_high": float(ratio.quantile(1 - tail)),
+        "events": a.numel(),
+        "resamples": resamples,
+    }
 
 
 def rating_errors(predicted: Sequence[float], observed: Sequence[float]) -> dict[str, float]:

@@ -22,6 +22,7 @@ def incremental_rows(report: dict) -> list[dict]:
             "examples_seen": s["examples_seen"],
             "trainable_params": s["trainable_params"],
             "adapter_bytes": [c.get("adapter_bytes") for c in s["costs"]],
+            "prequential_vs_full_retrain": s.get("prequential_vs_full_retrain"),
         }
         for name, s in report["strategies"].items()
     ]
@@ -31,17 +32,20 @@ def incremental_markdown(report: dict) -> str:
     strategies = report["strategies"]
     full = strategies.get("full_retrain")
     lines = [
-        "| strategy | mean prequential NDCG@10 | mean current NDCG@10 | mean forgetting | BWT | cumulative s "
-        "| steps | examples | x full_retrain prequential | x full_retrain time |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| strategy | mean prequential NDCG@10 | mean current NDCG@10 | mean forgetting | relative forgetting | BWT "
+        "| cumulative s | steps | examples | x full_retrain prequential [95% CI] | x full_retrain time |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, s in strategies.items():
         rel_q = s["mean_prequential"] / full["mean_prequential"] if full else float("nan")
         rel_t = s["cumulative_seconds"] / full["cumulative_seconds"] if full and full["cumulative_seconds"] else 0
+        ci = s.get("prequential_vs_full_retrain")
+        interval = f" [{ci['ratio_low']:.3f}, {ci['ratio_high']:.3f}]" if ci else ""
         lines.append(
             f"| {name} | {s['mean_prequential']:.4f} | {np.mean(s['current'][1:]):.4f} | "
-            f"{s['mean_forgetting']:.4f} | {s['bwt']:+.4f} | {s['cumulative_seconds']:.0f} | "
-            f"{s['optimizer_steps']} | {s['examples_seen']} | {rel_q:.3f} | {rel_t:.3f} |"
+            f"{s['mean_forgetting']:.4f} | {s['mean_relative_forgetting']:.1%} | {s['bwt']:+.4f} | "
+            f"{s['cumulative_seconds']:.0f} | {s['optimizer_steps']} | {s['examples_seen']} | {rel_q:.3f}{interval} | "
+            f"{rel_t:.3f} |"
         )
     return "\n".join(lines) + "\n"
 
