@@ -59,4 +59,52 @@ def test_overrides_and_errors(tmp_path):
         load_config({"data": DataConfig, "model": ModelConfig}, path, ["model.pooling=max"])
     with pytest.raises(ValueError, match="model.id_embedding: must be true"):
         load_config({"data": DataConfig, "model": ModelConfig}, path, ["model.encoder=null"])
-    assert parse_overrides(["a.b=[1, 2]", "a.c=true"]) == {"a": {"b": [1, 2], "c": True}}
+    assert parse_overrides(["a.b=[1, 2]", "a.c=true"]) == {"a": {"b": "[1, 2]", "c": "true"}}  # typed on load
+
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig}
+
+
+def _yaml(tmp_path, text):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_values_are_read_as_their_field_types(tmp_path):
+    from textrec.engine import LoopConfig
+
+    path = _yaml(tmp_path, "training:\n  lr: 1e-3\n  encoder_lr: 2.5e-4\n")  # YAML 1.1 reads these as text
+    cfg = load_config({"training": LoopConfig}, path, ["training.weight_decay=1e-2"])["training"]
+    assert (cfg.lr, cfg.encoder_lr, cfg.weight_decay) == (1e-3, 2.5e-4, 1e-2)
+    template = "data.item_template={movie_title} ({release_year})"  # a YAML flow mapping if parsed as YAML
+    cfg = load_config(SECTIONS, _yaml(tmp_path, "data:\n  format: synthetic\n"), [template])
+    assert cfg["data"].item_template == "{movie_title} ({release_year})"
+    assert load_config(SECTIONS, None, ["model.encoder=null", "model.id_embedding=true"])["model"].encoder is None
+
+
+@pytest.mark.parametrize(
+    "text, overrides, message",
+    [
+        ("", [], "the file is empty"),
+        ("data:\n  format: synthetic\n  format: recbole\n", [], "line 3: key 'format' is given twice"),
+        ("data: 5\n", [], "section 'data' must be a mapping"),
+        ("data: [format]\n", [], "section 'data' must be a mapping"),
+        ("data: {format: synthetic}\n", ["data.synthetic_users=-3"], "data.synthetic_users: must be >= 1"),
+        ("data: {format: synthetic}\n", ["model.temperature=.nan"], "model.temperature: must be a finite"),
+        ("data: {format: synthetic}\n", ["model.dim=[1"], "model.dim: cannot read"),
+        ("data: {format: synthetic}\n", ["modle.dim=3"], "unknown section 'modle'"),
+        ("data: {format: synthetic\n", [], "not valid YAML"),
+    ],
+)
+def test_bad_config_files_and_overrides_name_the_place(tmp_path, text, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        load_config(SECTIONS, _yaml(tmp_path, text), overrides)
+
+
+@pytest.mark.parametrize("value", ["-0.1", ".nan", ".inf"])
+def test_training_rejects_negative_or_non_finite_learning_rates(value):
+    from textrec.engine import LoopConfig
+
+    with pytest.raises(ValueError, match="training.lr: must be a finite number >= 0"):
+        load_config({"training": LoopConfig}, None, [f"training.lr={value}"])
