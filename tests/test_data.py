@@ -150,3 +150,90 @@ def test_template_names_missing_field(tmp_path):
     data = load_recbole(write_recbole(tmp_path, INTER, ITEMS))
     with pytest.raises(DataError, match="names field 'plot'"):
         ItemTemplate("{movie_title}: {plot}").render_all(data.items)
+
+
+ITEMS_CSV = "item_id,title\n1,Toy Story\n2,GoldenEye\n"
+
+
+def _tabular(tmp_path, inter_text, items_text=ITEMS_CSV, suffix=".csv"):
+    ip, tp = tmp_path / f"events{suffix}", tmp_path / "items.csv"
+    if isinstance(inter_text, bytes):
+        ip.write_bytes(inter_text)
+    else:
+        ip.write_text(inter_text)
+    tp.write_text(items_text)
+    return load_tabular(ip, tp)
+
+
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        ("u1,1,inf\n", "line 2: field 'timestamp' is infinite"),
+        ("u1,1,-inf\n", "line 2: field 'timestamp' is infinite"),
+        ("u1,1,1e400\n", "line 2: field 'timestamp' is infinite or too large"),
+        ("u1,1,5\nu1,1,5\n", r"duplicate interaction \(user 'u1', item '1', timestamp 5.0\) at line 2 and line 3"),
+    ],
+)
+def test_bad_numbers_and_duplicate_events_are_refused(tmp_path, rows, message):
+    with pytest.raises(DataError, match=message):
+        _tabular(tmp_path, "user_id,item_id,timestamp\n" + rows)
+
+
+def test_rating_inf_and_bool_timestamps_are_refused(tmp_path):
+    with pytest.raises(DataError, match="line 2: field 'rating' is infinite"):
+        _tabular(tmp_path, "user_id,item_id,timestamp,rating\nu1,1,5,inf\n")
+    lines = [json.dumps({"user_id": "u1", "item_id": "1", "timestamp": True})]
+    with pytest.raises(DataError, match="line 1: field 'timestamp' is a boolean"):
+        _tabular(tmp_path, "\n".join(lines) + "\n", suffix=".jsonl")
+
+
+def test_nan_ids_and_text_are_missing_values_not_the_text_nan(tmp_path):
+    events = pa.table({"user_id": ["u1", "u2"], "item_id": [1.0, float("nan")], "timestamp": [1.0, 2.0]})
+    pq.write_table(events, tmp_path / "events.parquet")
+    (tmp_path / "items.csv").write_text(ITEMS_CSV)
+    with pytest.raises(DataError, match="row 2: field 'item_id' is empty"):
+        load_tabular(tmp_path / "events.parquet", tmp_path / "items.csv")
+    nan_id = [json.dumps({"user_id": "u1", "item_id": float("nan"), "timestamp": 1})]
+    with pytest.raises(DataError, match="line 1: field 'item_id' is empty"):
+        _tabular(tmp_path, "\n".join(nan_id) + "\n", suffix=".jsonl")
+    items = [json.dumps({"item_id": "1", "title": "Toy Story"}), json.dumps({"item_id": "2", "title": float("nan")})]
+    (tmp_path / "items.jsonl").write_text("\n".join(items) + "\n")
+    data = load_tabular(_write(tmp_path), tmp_path / "items.jsonl")
+    assert data.items["title"] == ["Toy Story", ""]
+
+
+def _write(tmp_path):
+    path = tmp_path / "ok.csv"
+    path.write_text("user_id,item_id,timestamp\nu1,1,1\nu1,2,2\n")
+    return path
+
+
+def test_csv_line_numbers_count_multi_line_quoted_fields(tmp_path):
+    text = 'user_id,item_id,timestamp,note\nu1,1,1,"two\nlines"\nu1,1,oops,x\n'
+    with pytest.raises(DataError, match="line 4: field 'timestamp' is not a number"):
+        _tabular(tmp_path, text)
+
+
+def test_common_file_shapes_are_read(tmp_path):
+    data = _tabular(tmp_path, "\ufeffuser_id,item_id,timestamp\nu1,1,1\n")  # a UTF-8 byte-order mark
+    assert data.interactions["user_id"] == ["u1"]
+    stamps = pa.array([1_700_000_000, 1_700_000_060], type=pa.timestamp("s"))
+    pq.write_table(
+        pa.table({"user_id": ["u", "u"], "item_id": ["1", "2"], "timestamp": stamps}), tmp_path / "t.parquet"
+    )
+    (tmp_path / "items.csv").write_text(ITEMS_CSV)
+    data = load_tabular(tmp_path / "t.parquet", tmp_path / "items.csv")
+    assert data.interactions["timestamp"] == [1_700_000_000.0, 1_700_000_060.0]
+
+
+@pytest.mark.parametrize(
+    "content, suffix, message",
+    [
+        ("user_id,item_id,item_id,timestamp\nu1,1,1,1\n", ".csv", "column 'item_id' appears more than once"),
+        (b'{"user_id": "u\xff", "item_id": "1", "timestamp": 1}\n', ".jsonl", "line 1: not valid UTF-8"),
+        (b"PAR1 this is not parquet", ".parquet", "not a readable Parquet file"),
+    ],
+)
+def test_broken_files_name_the_file(tmp_path, content, suffix, message):
+    with pytest.raises(DataError, match=message):
+        _tabular(tmp_path, content, suffix=suffix)

@@ -130,12 +130,16 @@ def _require_columns(table: _Table, required: Sequence[str]) -> None:
 def _as_float(table: _Table, name: str) -> list[float]:
     out = []
     for row, value in enumerate(table.columns[name]):
+        if isinstance(value, bool):
+            raise DataError(f"{table.where(row)}: field {name!r} is a boolean, not a number: {value!r}")
         try:
             number = float(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise DataError(f"{table.where(row)}: field {name!r} is not a number: {value!r}") from None
         if math.isnan(number):
             raise DataError(f"{table.where(row)}: field {name!r} is empty or NaN")
+        if math.isinf(number):
+            raise DataError(f"{table.where(row)}: field {name!r} is infinite or too large: {value!r}")
         out.append(number)
     return out
 
@@ -143,13 +147,34 @@ def _as_float(table: _Table, name: str) -> list[float]:
 def _as_id(table: _Table, name: str) -> list[str]:
     out = []
     for row, value in enumerate(table.columns[name]):
-        text = "" if value is None else str(value).strip()
+        missing = value is None or (isinstance(value, float) and math.isnan(value))
+        text = "" if missing else str(value).strip()
         if isinstance(value, float) and value.is_integer():
             text = str(int(value))
         if not text:
             raise DataError(f"{table.where(row)}: field {name!r} is empty")
         out.append(text)
     return out
+
+
+def _text(value) -> str:
+    """A catalogue field as text: a missing value (None, NaN) is the empty text, never "nan"."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value)
+
+
+def _refuse_duplicate_events(inter: _Table, columns: Mapping[str, list]) -> None:
+    """The same (user, item, timestamp) twice is refused: one copy could be a test target while its twin sits in
+    the history. Remove the duplicates in the file (or give them distinct timestamps) if they are real events."""
+    seen: dict[tuple, int] = {}
+    for row, key in enumerate(zip(columns["user_id"], columns["item_id"], columns["timestamp"])):
+        if key in seen:
+            raise DataError(
+                f"{inter.path}: duplicate interaction (user {key[0]!r}, item {key[1]!r}, timestamp {key[2]}) at "
+                f"{inter.where(seen[key]).split(', ')[-1]} and {inter.where(row).split(', ')[-1]}"
+            )
+        seen[key] = row
 
 
 def build_recdata(inter: _Table, items: _Table, text_fields: Sequence[str] | None = None) -> RecData:
@@ -169,7 +194,7 @@ def build_recdata(inter: _Table, items: _Table, text_fields: Sequence[str] | Non
         raise DataError(f"{items.path}: missing column {missing[0]!r} (columns found: {sorted(items.columns)})")
     item_columns = {"item_id": item_ids}
     for name in fields:
-        item_columns[name] = ["" if v is None else str(v) for v in items.columns[name]]
+        item_columns[name] = [_text(v) for v in items.columns[name]]
 
     inter_item = _as_id(inter, "item_id")
     for row, item_id in enumerate(inter_item):
@@ -191,6 +216,7 @@ def build_recdata(inter: _Table, items: _Table, text_fields: Sequence[str] | Non
     if "rating" in inter.columns:
         inter_columns["rating"] = _as_float(inter, "rating")
         features["rating"] = datasets.Value("float64")
+    _refuse_duplicate_events(inter, inter_columns)
     interactions = datasets.Dataset.from_dict(inter_columns, features=datasets.Features(features))
     catalogue = datasets.Dataset.from_dict(
         item_columns, features=datasets.Features({k: datasets.Value("string") for k in item_columns})
@@ -208,17 +234,31 @@ def _read_delimited(path: Path, delimiter: str, header: Sequence[str] | None, en
     and are skipped; every row keeps its true line number for error messages."""
     if not path.is_file():
         raise DataError(f"{path}: file not found")
+    if encoding == "utf-8":
+        encoding = "utf-8-sig"  # a byte-order mark before the header is common (spreadsheet exports)
     try:
         with open(path, newline="", encoding=encoding) as f:
             quoting = csv.QUOTE_NONE if delimiter != "," else csv.QUOTE_MINIMAL
-            rows = [(n, row) for n, row in enumerate(csv.reader(f, delimiter=delimiter, quoting=quoting), 1) if row]
+            reader = csv.reader(f, delimiter=delimiter, quoting=quoting)
+            rows, start = [], 1
+            for row in reader:  # a quoted field may span lines: a row's number is the line it starts on
+                if row:
+                    rows.append((start, row))
+                start = reader.line_num + 1
     except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not valid {encoding} text ({e.reason} at byte {e.start})") from None
+        raise DataError(
+            f"{path}: not valid {encoding.removesuffix('-sig')} text ({e.reason} at byte {e.start})"
+        ) from None
+    except csv.Error as e:
+        raise DataError(f"{path}, line {reader.line_num}: unreadable CSV ({e})") from None
     if header is None:
         if not rows:
             raise DataError(f"{path}: the file is empty")
         header, rows = rows[0][1], rows[1:]
     names = list(header)
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise DataError(f"{path}: column {repeated[0]!r} appears more than once in the header")
     columns: dict[str, list] = {name: [] for name in names}
     for line, row in rows:
         if len(row) != len(names):
@@ -289,8 +329,14 @@ def _read_any(path: Path) -> _Table:
 
         columns: dict[str, list] = {}
         rows = []
-        with open(path, encoding="utf-8") as f:
-            for line_no, line in enumerate(f, start=1):
+        with open(path, "rb") as f:
+            for line_no, raw_line in enumerate(f, start=1):
+                try:
+                    line = raw_line.decode("utf-8-sig" if line_no == 1 else "utf-8")
+                except UnicodeDecodeError as e:
+                    raise DataError(
+                        f"{path}, line {line_no}: not valid UTF-8 ({e.reason} at byte {e.start})"
+                    ) from None
                 if not line.strip():
                     continue
                 try:
@@ -305,11 +351,32 @@ def _read_any(path: Path) -> _Table:
             columns[name] = [r.get(name) for _, r in rows]
         return _LinedTable(str(path), columns, 0, lines=[n for n, _ in rows])
     if suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        data = pq.read_table(path).to_pydict()
-        return _Table(str(path), data if data and len(next(iter(data.values()))) else {}, 1, unit="row")
+        return _read_parquet(path)
     raise DataError(f"{path}: unsupported file type {suffix!r} (use .csv, .tsv, .jsonl or .parquet)")
+
+
+def _read_parquet(path: Path) -> _Table:
+    """A Parquet file's columns; timestamp columns (any unit, any time zone) become seconds since the epoch."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as e:
+        raise DataError(f"{path}: not a readable Parquet file ({e})") from None
+    names = table.column_names
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise DataError(f"{path}: column {repeated[0]!r} appears more than once")
+    per_second = {"s": 1, "ms": 1e3, "us": 1e6, "ns": 1e9}
+    data = {}
+    for name, column in zip(names, table.columns):
+        if pa.types.is_timestamp(column.type):
+            scale = per_second[column.type.unit]
+            data[name] = [None if v is None else v / scale for v in column.cast(pa.int64()).to_pylist()]
+        else:
+            data[name] = column.to_pylist()
+    return _Table(str(path), data if data and table.num_rows else {}, 1, unit="row")
 
 
 def _rename(table: _Table, mapping: Mapping[str, str], what: str) -> _Table:
