@@ -43,6 +43,8 @@ from textrec.stream import Reservoir, continual_metrics, make_stream
 logger = logging.getLogger(__name__)
 STRATEGIES = ("frozen", "finetune", "replay", "full_retrain", "continue_all", "window")
 CONTINUING = ("finetune", "replay", "window", "continue_all")  # continue the previous adapter
+# Settings of the updates alone (plus which strategies run): the base fit does not depend on them.
+UPDATE_ONLY = ("strategies", "window", "reservoir_size", "lora_epochs_on", "l2sp")
 
 
 @dataclass
@@ -147,12 +149,17 @@ def main():
         model.load_state_dict(initial_state)
         return model
 
-    run_config = config_to_dict(cfg)  # what a resumed fit must match (the strategies run may change)
-    run_config["incremental"] = {k: v for k, v in run_config["incremental"].items() if k != "strategies"}
+    # What a resumed fit must match. The base fit depends on the data, the model, the stream and its own loop only,
+    # so runs that differ in update settings share (a copy of) one base checkpoint.
+    run_config = config_to_dict(cfg)
+    run_config["incremental"] = {k: v for k, v in run_config["incremental"].items() if k not in UPDATE_ONLY}
+    base_only = {k: v for k, v in run_config["incremental"].items() if not k.startswith("update")}
+    base_config = {**run_config, "incremental": base_only}
 
+    valid_rows = {}  # model id -> NDCG@10 on every period's validation events (what budgets are tuned on)
     current_text = {}  # model id -> its catalogue text vectors from the last evaluation (the encoder has not moved)
 
-    def train(model, positions, targets, period, loop, checkpoints, anchor=None):
+    def train(model, positions, targets, period, loop, checkpoints, anchor=None, run_config=run_config):
         """One fit on `targets` (stream positions) with `positions` as history context, early-stopped on the
         validation events of `period`; resumable from `checkpoints`."""
         sequences = stream.user_sequences(positions, targets)
@@ -184,6 +191,7 @@ def main():
             evaluate(model, events[p], vectors, accelerator=accelerator, return_ranks=True)["ranks"] for p in periods
         ]
         per_event = [ndcg_per_event(r) for r in ranks]
+        valid_rows[id(model)] = [evaluate(model, e, vectors, accelerator=accelerator)["ndcg@10"] for e in valid_events]
         return [float(e.mean()) for e in per_event], per_event
 
     def save(model, registry, parent, strategy, t, cost, row):
@@ -210,7 +218,9 @@ def main():
     base_positions = stream.train_positions(0)
     base_model = fresh_model()
     base_loop = inc.loop(inc.base_epochs, inc.lr, inc.base_warmup_epochs)
-    base_cost = train(base_model, base_positions, base_positions, 0, base_loop, checkpoints / "base")
+    base_cost = train(
+        base_model, base_positions, base_positions, 0, base_loop, checkpoints / "base", None, base_config
+    )
     base_row, base_events = scores(base_model)
     logger.info(f"base: NDCG@10 per period {np.round(base_row, 4).tolist()} ({base_cost['seconds']:.0f}s)")
 
@@ -230,11 +240,13 @@ def main():
         parent = done[0]["version"] if done else save(base_model, registry, None, "base", 0, base_cost, base_row)
         model, matrix, costs, latest_events = copy.deepcopy(base_model), [base_row], [], base_events
         prequential_events = []  # NDCG@10 of every test event of slice t under the model trained through t - 1
+        valid_prequential, latest_valid = [], valid_rows[id(base_model)]
         reservoir = Reservoir(inc.reservoir_size, inc.seed)
         reservoir.add(base_positions)
         for t in range(1, len(stream.periods)):
             started = time.perf_counter()
             prequential_events.append(latest_events[t])
+            valid_prequential.append(latest_valid[t])
             seen = stream.train_positions(t)  # everything up to and including slice t: history context
             new = stream.periods[t].train
             ckpt = checkpoints / f"{strategy}_{t}"
@@ -272,6 +284,7 @@ def main():
                 cost["adapter_bytes"] = registry.entry(parent)["cost"]["adapter_bytes"]
             elif strategy == "frozen":
                 row, latest_events = base_row, base_events
+            latest_valid = valid_rows.get(id(model), latest_valid) if strategy != "frozen" else latest_valid
             reservoir.add(new)
             matrix.append(row)
             costs.append(cost)
@@ -288,6 +301,8 @@ def main():
             "optimizer_steps": int(sum(c["steps"] for c in costs)),
             "examples_seen": int(sum(c["examples"] for c in costs)),
             "trainable_params": model.trainable_parameters(),
+            "valid_prequential": valid_prequential,  # budgets are chosen on these, never on the test rows
+            "mean_valid_prequential": float(np.mean(valid_prequential)),
         }
         per_strategy_events[strategy] = torch.cat(prequential_events)
     for strategy, values in per_strategy_events.items():  # paired over the same prequential test events
