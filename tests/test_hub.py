@@ -96,3 +96,60 @@ def test_resave_keeps_a_card_the_user_edited(tmp_path, tiny_bert):
     (tmp_path / "m" / "README.md").write_text(edited)
     save_pretrained(model, tmp_path / "m", cfg, ["x"] * len(TEXTS), tokenizer=tok, metrics={"ndcg@10": 0.3})
     assert (tmp_path / "m" / "README.md").read_text() == edited
+
+
+@pytest.fixture
+def saved(tmp_path, tiny_bert):
+    base, tok = tiny_bert
+    model, tok, cfg = _trained_model(base, tok)
+    save_pretrained(model, tmp_path / "m", cfg, [f"i{i}" for i in range(len(TEXTS))], tokenizer=tok)
+    return tmp_path / "m"
+
+
+def test_same_shape_base_with_other_weights_is_refused_naming_both(saved, _tiny_bert):
+    other = copy.deepcopy(_tiny_bert[0])
+    with torch.no_grad():
+        other.embeddings.word_embeddings.weight.add_(0.01)
+    with pytest.raises(ValueError, match=r"trained on base encoder 'tiny' with weights sha256 \w+\.\.\., but the"):
+        load_pretrained(saved, base=other)
+    load_pretrained(saved, base=copy.deepcopy(_tiny_bert[0]))  # the right base still loads
+
+
+def test_broken_adapters_and_weights_are_refused(saved, _tiny_bert):
+    from safetensors.torch import load_file, save_file
+
+    adapter = saved / "adapter_model.safetensors"
+    tensors = load_file(adapter)
+    renamed = {k.replace("lora_A", "lora_Z", 1) if i == 0 else k: v for i, (k, v) in enumerate(tensors.items())}
+    save_file(renamed, adapter)
+    with pytest.raises(ValueError, match="adapter keys do not match the model"):
+        load_pretrained(saved, base=copy.deepcopy(_tiny_bert[0]))
+    adapter.unlink()
+    with pytest.raises(ValueError, match="adapter_model.safetensors: missing; this is a LoRA model"):
+        load_pretrained(saved, base=copy.deepcopy(_tiny_bert[0]))
+    save_file(tensors, adapter)
+    weights = saved / "textrec_weights.safetensors"
+    extra = {**load_file(weights), "surprise": torch.zeros(2)}
+    save_file(extra, weights)
+    with pytest.raises(ValueError, match="unexpected weights"):
+        load_pretrained(saved, base=copy.deepcopy(_tiny_bert[0]))
+    weights.write_bytes(weights.read_bytes()[:100])  # truncated
+    with pytest.raises(ValueError, match="textrec_weights.safetensors: unreadable safetensors file"):
+        load_pretrained(saved, base=copy.deepcopy(_tiny_bert[0]))
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda c: "{not json", "config.json: not valid JSON"),
+        (lambda c: json.dumps([1, 2]), "config.json: expected a JSON object"),
+        (lambda c: json.dumps({**c, "format_version": "2"}), "field 'format_version' must be an integer"),
+        (lambda c: json.dumps({k: v for k, v in c.items() if k != "num_items"}), "missing field 'num_items'"),
+        (lambda c: json.dumps({k: v for k, v in c.items() if k != "base_encoder"}), "missing field 'base_encoder'"),
+    ],
+)
+def test_bad_config_json_names_the_file_and_field(saved, _tiny_bert, edit, message):
+    path = saved / "config.json"
+    path.write_text(edit(json.loads(path.read_text())))
+    with pytest.raises(ValueError, match=message):
+        load_pretrained(saved, base=copy.deepcopy(_tiny_bert[0]))

@@ -64,6 +64,22 @@ def extra_weights(model) -> dict[str, torch.Tensor]:
     return out
 
 
+def base_weights_hash(encoder) -> str:
+    """sha256 of a base encoder's own weights (names and bytes), the same before and after LoRA is applied."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    tensors = {}
+    for name, tensor in encoder.state_dict().items():
+        if "lora_" in name or "modules_to_save" in name:
+            continue
+        tensors[name.replace("base_model.model.", "", 1).replace(".base_layer", "")] = tensor
+    for name in sorted(tensors):
+        digest.update(name.encode())
+        digest.update(tensors[name].detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def base_fingerprint(encoder_config) -> dict:
     """What must match between a saved adapter and the base encoder it is loaded on."""
     keys = ("model_type", "hidden_size", "num_hidden_layers", "vocab_size", "intermediate_size")
@@ -101,6 +117,7 @@ def save_pretrained(
                 "revision": model_config.revision,
                 "pooling": model.item_encoder.pooling,
                 **base_fingerprint(base.config),
+                "weights_sha256": base_weights_hash(model.item_encoder.model),
             }
             if model_config.train_mode == "lora":
                 model.item_encoder.model.save_pretrained(tmp)
@@ -129,10 +146,23 @@ def read_config(directory: str | Path) -> dict:
     path = Path(directory) / CONFIG_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not a textrec model folder (no {CONFIG_FILE})")
-    config = json.loads(path.read_text())
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(config).__name__}")
     version = config.get("format_version")
     if version is None or "model" not in config:
         raise ValueError(f"{path}: not a textrec model config (no format_version/model)")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ValueError(f"{path}: field 'format_version' must be an integer, got {version!r}")
+    if not isinstance(config["model"], dict):
+        raise ValueError(f"{path}: field 'model' must be an object, got {config['model']!r}")
+    required = ["num_items", "item_template"] + (["base_encoder"] if config["model"].get("encoder") else [])
+    missing = [k for k in required if k not in config]
+    if missing:
+        raise ValueError(f"{path}: missing field {missing[0]!r}")
     if version > FORMAT_VERSION:
         raise ValueError(
             f"{path}: written by textrec {config.get('textrec_version')} in format {version}, newer than this "
@@ -159,6 +189,15 @@ def load_pretrained(directory: str | Path, base=None, tokenizer=None):
             tokenizer = AutoTokenizer.from_pretrained(directory)
         expected = {k: v for k, v in config["base_encoder"].items() if k in base_fingerprint(base.config)}
         found = base_fingerprint(base.config)
+        saved_hash = config["base_encoder"].get("weights_sha256")  # absent in folders older than this check
+        if expected == found and saved_hash is not None:
+            given_hash = base_weights_hash(base)
+            if given_hash != saved_hash:
+                raise ValueError(
+                    f"{directory}: the adapter was trained on base encoder {config['base_encoder']['name']!r} with "
+                    f"weights sha256 {saved_hash[:16]}..., but the encoder given has other weights of the same "
+                    f"shape (sha256 {given_hash[:16]}...): load the base it was trained on"
+                )
         if expected != found:
             diff = {k: (expected[k], found[k]) for k in expected if expected[k] != found[k]}
             raise ValueError(
@@ -176,19 +215,41 @@ def load_weights_into(model, directory: str | Path) -> None:
     from peft import set_peft_model_state_dict
 
     directory = Path(directory)
-    adapter = directory / "adapter_model.safetensors"
-    if adapter.is_file():
-        set_peft_model_state_dict(model.item_encoder.model, load_file(str(adapter)))
-        if model.user_encoder is not None:
-            user = load_file(str(directory / "user_adapter" / "adapter_model.safetensors"))
-            set_peft_model_state_dict(model.user_encoder.model, user)
-    weights = load_file(str(directory / WEIGHTS_FILE))
+    towers = [("item_encoder", directory / "adapter_model.safetensors")]
+    if model.user_encoder is not None:
+        towers.append(("user_encoder", directory / "user_adapter" / "adapter_model.safetensors"))
+    for tower, path in towers:
+        encoder = getattr(model, tower).model
+        wanted = [n for n, _ in encoder.named_parameters() if "lora_" in n]
+        if not wanted:
+            continue  # not a LoRA model: nothing to load into the encoder
+        if not path.is_file():
+            raise ValueError(f"{path}: missing; this is a LoRA model and needs its adapter weights")
+        result = set_peft_model_state_dict(encoder, _read_safetensors(path))
+        missing = [k for k in result.missing_keys if "lora_" in k]
+        if result.unexpected_keys or missing:
+            raise ValueError(
+                f"{path}: adapter keys do not match the model (missing {missing[:3]}, unexpected "
+                f"{list(result.unexpected_keys)[:3]})"
+            )
+    weights = _read_safetensors(directory / WEIGHTS_FILE)
     missing = set(extra_weights(model)) - set(weights) - {"id_trained"}  # optional: older folders lack it
     if missing:
         raise ValueError(f"{directory / WEIGHTS_FILE}: missing weights {sorted(missing)[:5]}")
     if "id_trained" in weights:
         weights["id_trained"] = weights["id_trained"].bool()
-    model.load_state_dict(weights, strict=False)
+    result = model.load_state_dict(weights, strict=False)
+    if result.unexpected_keys:
+        raise ValueError(f"{directory / WEIGHTS_FILE}: unexpected weights {sorted(result.unexpected_keys)[:5]}")
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise ValueError(f"{path}: missing")
+    try:
+        return load_file(str(path))
+    except Exception as err:  # safetensors raises its own error types: name the file
+        raise ValueError(f"{path}: unreadable safetensors file ({err})") from None
 
 
 def push_to_hub(
