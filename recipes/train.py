@@ -94,6 +94,8 @@ def main():
     with accelerator.main_process_first():
         data = load_data(data_cfg)
     split = leave_one_out(data)
+    if not split.valid or not split.test:
+        raise ValueError(f"{data.source}: no user has 3 interactions, so E1 has no validation or test events")
     template = item_template(data, data_cfg)
     texts = template.render_all(data.items)
     logger.info(

@@ -46,8 +46,11 @@ def cmd_index(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    import uvicorn
-
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn
+    except ImportError:
+        raise ValueError('serving needs the [serve] extra: pip install "textrec[serve]"') from None
     from textrec.serving import create_app
 
     uvicorn.run(create_app(_recommender(args)), host=args.host, port=args.port, log_level="info")
@@ -93,7 +96,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, KeyError, FileNotFoundError) as e:
+    except (ValueError, KeyError, OSError) as e:  # bad input: a one-line message, no traceback
         print(f"textrec {args.command}: {e}", file=sys.stderr)
         return 2
 

@@ -65,14 +65,15 @@ def extra_weights(model) -> dict[str, torch.Tensor]:
 
 
 def base_weights_hash(encoder) -> str:
-    """sha256 of a base encoder's own weights (names and bytes), the same before and after LoRA is applied."""
+    """sha256 of a base encoder's own weights (names and bytes; the unused pooler left out), the same before and after
+    LoRA is applied."""
     import hashlib
 
     digest = hashlib.sha256()
     tensors = {}
     for name, tensor in encoder.state_dict().items():
-        if "lora_" in name or "modules_to_save" in name:
-            continue
+        if "lora_" in name or "modules_to_save" in name or "pooler." in name:
+            continue  # adapters are not base weights; the pooler is unused and often missing from checkpoints
         tensors[name.replace("base_model.model.", "", 1).replace(".base_layer", "")] = tensor
     for name in sorted(tensors):
         digest.update(name.encode())

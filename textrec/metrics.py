@@ -2,7 +2,8 @@
 
 The rank of the target is the number of *other* unmasked items whose score is greater than **or equal to** the
 target's score, so a tie never favours the model (an all-equal scorer ranks the target last). A NaN target score
-ranks last, and a NaN score on any other item counts as ahead of the target. The target itself is never masked, even when it occurs in the history.
+ranks last, and a NaN score on any other item counts as ahead of the target. The target itself is never masked,
+even when it occurs in the history.
 """
 
 from __future__ import annotations
