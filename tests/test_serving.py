@@ -12,31 +12,47 @@ import pytest
 
 from textrec.recommender import Recommender
 
+KEY = {"x-api-key": "secret"}
+
+
+def _fresh_recommender(trained_model_dir, _tiny_bert):
+    out, items_path, _ = trained_model_dir
+    return Recommender.from_pretrained(out, items_path, base=copy.deepcopy(_tiny_bert[0]), show_progress=False)
+
+
+class _Running:
+    """A uvicorn server on 127.0.0.1 in a thread; `stop()` ends it."""
+
+    def __init__(self, app):
+        import uvicorn
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        self.base = f"http://127.0.0.1:{port}"
+        for _ in range(200):
+            try:
+                httpx.get(f"{self.base}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
+
+    def stop(self):
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
 
 @pytest.fixture
 def server(trained_model_dir, _tiny_bert):
-    uvicorn = pytest.importorskip("uvicorn")
+    pytest.importorskip("uvicorn")
     from textrec.serving import create_app
 
-    out, items_path, data = trained_model_dir
-    rec = Recommender.from_pretrained(out, items_path, base=copy.deepcopy(_tiny_bert[0]), show_progress=False)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    config = uvicorn.Config(create_app(rec), host="127.0.0.1", port=port, log_level="warning")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            httpx.get(f"{base}/healthz", timeout=1)
-            break
-        except httpx.TransportError:
-            time.sleep(0.05)
-    yield base, data
-    srv.should_exit = True
-    thread.join(timeout=10)
+    running = _Running(create_app(_fresh_recommender(trained_model_dir, _tiny_bert), api_key="secret"))
+    yield running.base, trained_model_dir[2]
+    running.stop()
 
 
 def test_http_api(server):
@@ -58,19 +74,18 @@ def test_http_api(server):
         # empty history, too-large k: 400; unknown ids: 404, every one listed
         r = http.post("/recommend", json={"history": []})
         assert r.status_code == 400 and "empty" in r.json()["detail"]
-        r = http.post("/recommend", json={"history": ["i0"], "k": 10_000})
+        r = http.post("/recommend", json={"history": ["i0"], "k": 500})
         assert r.status_code == 400 and "larger than the catalogue" in r.json()["detail"]
         r = http.post("/recommend", json={"history": ["i0", "ghost", "phantom"]})
         assert r.status_code == 404 and r.json()["unknown_item_ids"] == ["ghost", "phantom"]
         # add an item by text; it is recommendable at once
-        r = http.post(
-            "/items", json={"items": [{"item_id": "fresh", "title": "alpha calm item398", "topic": "alpha"}]}
-        )
+        fresh = {"items": [{"item_id": "fresh", "title": "alpha calm item398", "topic": "alpha"}]}
+        assert http.post("/items", json=fresh).status_code == 401  # writes need the key
+        r = http.post("/items", json=fresh, headers=KEY)
         assert r.status_code == 200 and r.json()["added"] == ["fresh"]
-        assert (
-            http.post("/items", json={"items": [{"item_id": "fresh", "title": "x", "topic": "y"}]}).status_code == 400
-        )
-        assert http.post("/items", json={"items": []}).status_code == 422
+        twin = {"items": [{"item_id": "fresh", "title": "x", "topic": "y"}]}
+        assert http.post("/items", json=twin, headers=KEY).status_code == 400
+        assert http.post("/items", json={"items": []}, headers=KEY).status_code == 422
         ranked = http.post("/recommend", json={"history": ["i0"], "k": data.num_items}).json()["items"]
         assert "fresh" in [i["item_id"] for i in ranked]
         r = http.post("/similar", json={"item_id": "fresh", "k": 3})
@@ -103,3 +118,61 @@ def test_cli_recommend_and_index(trained_model_dir, tmp_path, tiny_bert_dir):
         run + ["recommend", *common, "--history", "i0", "nope"], capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 2 and "unknown item ids: ['nope']" in proc.stderr
+
+
+def test_server_limits_and_write_protection(trained_model_dir, _tiny_bert):
+    pytest.importorskip("uvicorn")
+    from textrec.serving import ServerLimits, create_app
+
+    rec = _fresh_recommender(trained_model_dir, _tiny_bert)
+    limits = ServerLimits(max_body_bytes=20_000, max_items_per_request=3, max_added_items=4, max_echoed_ids=2)
+    running = _Running(create_app(rec, api_key="secret", limits=limits))
+    try:
+        with httpx.Client(base_url=running.base, timeout=30) as http:
+            big = http.post("/recommend", content=b'{"history": "' + b"x" * 30_000 + b'"}')
+            assert big.status_code == 413 and "over the limit" in big.json()["detail"]
+            ghosts = http.post("/recommend", json={"history": [f"ghost{i}" for i in range(50)]})
+            body = ghosts.json()
+            assert ghosts.status_code == 404 and body["unknown_count"] == 50 and len(body["unknown_item_ids"]) == 2
+            long_history = http.post("/recommend", json={"history": ["i0"] * 1001})
+            assert long_history.status_code == 400 and "at most 1000" in long_history.json()["detail"]
+            item = {"title": "alpha", "topic": "alpha"}
+            four = {"items": [{"item_id": f"n{i}", **item} for i in range(4)]}
+            assert http.post("/items", json=four, headers=KEY).status_code == 422  # over 3 per request
+            long_id = {"items": [{"item_id": "x" * 300, **item}]}
+            assert http.post("/items", json=long_id, headers=KEY).status_code == 400
+            three = {"items": [{"item_id": f"n{i}", **item} for i in range(3)]}
+            assert http.post("/items", json=three, headers=KEY).status_code == 200
+            two = {"items": [{"item_id": f"m{i}", **item} for i in range(2)]}
+            over = http.post("/items", json=two, headers={"authorization": "Bearer secret"})
+            assert over.status_code == 400 and "at most 4 added items" in over.json()["detail"]
+    finally:
+        running.stop()
+    closed = _Running(create_app(_fresh_recommender(trained_model_dir, _tiny_bert)))  # no key configured
+    try:
+        r = httpx.post(f"{closed.base}/items", json={"items": [{"item_id": "a", "title": "t", "topic": "t"}]})
+        assert r.status_code == 403 and "--api-key" in r.json()["detail"]
+    finally:
+        closed.stop()
+
+
+def test_added_items_survive_a_restart(trained_model_dir, _tiny_bert, tmp_path):
+    pytest.importorskip("uvicorn")
+    from textrec.serving import create_app
+
+    log = tmp_path / "added_items.jsonl"
+    first = _Running(create_app(_fresh_recommender(trained_model_dir, _tiny_bert), api_key="secret", items_log=log))
+    try:
+        new = {"items": [{"item_id": "kept", "title": "alpha calm item398", "topic": "alpha"}]}
+        assert httpx.post(f"{first.base}/items", json=new, headers=KEY).status_code == 200
+    finally:
+        first.stop()
+    with open(log, "a") as f:
+        f.write('{"item_id": "torn", "tit')  # an append cut short by a crash: never acknowledged
+    second = _Running(create_app(_fresh_recommender(trained_model_dir, _tiny_bert), api_key="secret", items_log=log))
+    try:
+        assert httpx.get(f"{second.base}/healthz").json()["items"] == trained_model_dir[2].num_items + 1
+        r = httpx.post(f"{second.base}/similar", json={"item_id": "kept", "k": 3})
+        assert r.status_code == 200
+    finally:
+        second.stop()

@@ -5,7 +5,7 @@ This module is the command-line layer: it is the only part of the package that p
     textrec recommend --model outputs/ml100k_minilm/model --items data/ml-100k/ml-100k.item --history 1 50 181
     textrec recommend --model DIR --items FILE --text "space opera with robots" --k 5
     textrec index --model DIR --items FILE --cache-dir .textrec_cache
-    textrec serve --model DIR --items FILE --host 127.0.0.1 --port 8000
+    textrec serve --model DIR --items FILE --host 127.0.0.1 --port 8000 --api-key KEY
     textrec push --model DIR --repo-id you/textrec-ml100k
 """
 
@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
+from pathlib import Path
 
 
 def _recommender(args):
@@ -53,7 +55,12 @@ def cmd_serve(args) -> int:
         raise ValueError('serving needs the [serve] extra: pip install "textrec[serve]"') from None
     from textrec.serving import create_app
 
-    uvicorn.run(create_app(_recommender(args)), host=args.host, port=args.port, log_level="info")
+    api_key = args.api_key or os.environ.get("TEXTREC_API_KEY")
+    items_log = args.items_log or str(Path(args.cache_dir) / "added_items.jsonl")
+    app = create_app(
+        _recommender(args), api_key=api_key, allow_anonymous_writes=args.allow_anonymous_writes, items_log=items_log
+    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0
 
 
@@ -86,6 +93,9 @@ def main(argv=None) -> int:
     _add_common(p)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--api-key", default=None, help="key required for /items writes (or TEXTREC_API_KEY)")
+    p.add_argument("--allow-anonymous-writes", action="store_true", help="accept /items without a key")
+    p.add_argument("--items-log", default=None, help="added items, replayed at start (default: in --cache-dir)")
     p.set_defaults(func=cmd_serve)
     p = sub.add_parser("push", help="push a model folder to the Hugging Face Hub")
     p.add_argument("--model", required=True)
