@@ -1,0 +1,201 @@
+"""A bounded mixed read/write load on the HTTP server at 127.0.0.1, with a restart in the middle.
+
+    python scripts/load_test.py --model outputs/ml100k_minilm/model --items data/ml-100k/ml-100k.item
+
+Starts `textrec serve` (with an API key and an items log) on a free loopback port, then runs two phases of the same
+load: reader threads post /recommend with random histories of catalogue ids, one writer thread posts /items with
+new items (by text). Each phase is bounded by a request count and a time cap. Between the phases the server is
+stopped and started again; afterwards every item added before the restart must still be in the index (/similar
+answers 200) and usable in a history (/recommend answers 200). Reports requests/s, p50/p99 latency, errors by
+status (5xx must be 0) and lost items (must be 0); writes JSON and a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+KEY = "load-test-key"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(args, port: int, cache_dir: Path, log: Path) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "textrec.cli", "serve", "--model", args.model, "--items", args.items]
+    cmd += ["--cache-dir", str(cache_dir), "--items-log", str(log), "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--api-key", KEY]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + args.start_timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with {proc.returncode}: {proc.stderr.read()[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"the server did not answer within {args.start_timeout}s")
+
+
+def catalogue_ids(items_file: str) -> list[str]:
+    from textrec.data import load_items
+
+    return [str(i) for i in load_items(items_file)["item_id"]]
+
+
+def run_phase(base: str, ids: list[str], fields: dict, args, phase: int) -> dict:
+    """Readers and one writer until `args.requests` requests are done or `args.seconds` pass."""
+    stop_at, lock = time.perf_counter() + args.seconds, threading.Lock()
+    budget = {"left": args.requests}
+    latencies, statuses, added = [], {}, []
+
+    def take() -> bool:
+        with lock:
+            if budget["left"] <= 0 or time.perf_counter() > stop_at:
+                return False
+            budget["left"] -= 1
+            return True
+
+    def record(started, status, item_id=None):
+        with lock:
+            latencies.append(time.perf_counter() - started)
+            statuses[status] = statuses.get(status, 0) + 1
+            if item_id is not None and status == 200:
+                added.append(item_id)
+
+    def reader(seed):
+        rng = random.Random(seed)
+        with httpx.Client(base_url=base, timeout=30) as http:
+            while take():
+                history = rng.sample(ids, rng.randint(1, 20))
+                started = time.perf_counter()
+                status = http.post("/recommend", json={"history": history, "k": 10}).status_code
+                record(started, status)
+
+    def writer(seed):
+        rng = random.Random(seed)
+        with httpx.Client(base_url=base, timeout=30, headers={"x-api-key": KEY}) as http:
+            n = 0
+            while take():
+                item_id = f"load-{phase}-{n}"
+                n += 1
+                item = {"item_id": item_id, **{f: f"{f} {rng.choice(ids)} new {n}" for f in fields}}
+                started = time.perf_counter()
+                record(started, http.post("/items", json={"items": [item]}).status_code, item_id)
+                time.sleep(args.write_pause)
+
+    threads = [threading.Thread(target=reader, args=(phase * 100 + i,)) for i in range(args.readers)]
+    threads.append(threading.Thread(target=writer, args=(phase,)))
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    seconds = time.perf_counter() - started
+    lat = np.asarray(latencies) * 1000
+    return {
+        "phase": phase,
+        "requests": len(latencies),
+        "seconds": seconds,
+        "requests_per_second": len(latencies) / seconds,
+        "p50_ms": float(np.percentile(lat, 50)) if len(lat) else None,
+        "p99_ms": float(np.percentile(lat, 99)) if len(lat) else None,
+        "statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "errors_5xx": sum(v for k, v in statuses.items() if k >= 500),
+        "items_added": added,
+    }
+
+
+def lost_items(base: str, added: list[str]) -> list[str]:
+    """Items added before the restart that the restarted server lost: each must still have a vector in the index
+    (/similar answers 200) and be usable as a history item (/recommend answers 200)."""
+    lost = []
+    with httpx.Client(base_url=base, timeout=60) as http:
+        for item_id in added:
+            similar = http.post("/similar", json={"item_id": item_id, "k": 5}).status_code
+            recommend = http.post("/recommend", json={"history": [item_id], "k": 5}).status_code
+            if similar != 200 or recommend != 200:
+                lost.append(item_id)
+    return lost
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--items", required=True)
+    parser.add_argument("--readers", type=int, default=4)
+    parser.add_argument("--requests", type=int, default=1500, help="per phase (bounded)")
+    parser.add_argument("--seconds", type=float, default=90, help="per phase time cap")
+    parser.add_argument("--write-pause", type=float, default=0.02, help="seconds between the writer's requests")
+    parser.add_argument("--start-timeout", type=float, default=300)
+    parser.add_argument("--out", default="outputs/load_test")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="textrec-load-"))
+    cache_dir, log, port = work / "cache", work / "added_items.jsonl", free_port()
+    base = f"http://127.0.0.1:{port}"
+    from textrec.hub import read_config
+    from textrec.text import ItemTemplate
+
+    fields = ItemTemplate(read_config(args.model)["item_template"]).fields
+    ids = catalogue_ids(args.items)
+    server = start_server(args, port, cache_dir, log)
+    try:
+        first = run_phase(base, ids, fields, args, 1)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    restarted_at = time.perf_counter()
+    server = start_server(args, port, cache_dir, log)
+    restart_seconds = time.perf_counter() - restarted_at
+    try:
+        lost = lost_items(base, first["items_added"])
+        second = run_phase(base, ids, fields, args, 2)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    report = {
+        "phases": [{k: v for k, v in p.items() if k != "items_added"} for p in (first, second)],
+        "items_added_before_restart": len(first["items_added"]),
+        "lost_after_restart": lost,
+        "restart_seconds": restart_seconds,
+        "readers": args.readers,
+        "machine": f"{os.cpu_count()} CPUs",
+    }
+    (out / "load_test.json").write_text(json.dumps(report, indent=2))
+    lines = ["| phase | requests | req/s | p50 ms | p99 ms | statuses | 5xx |", "|---|---|---|---|---|---|---|"]
+    for p in report["phases"]:
+        lines.append(
+            f"| {p['phase']} | {p['requests']} | {p['requests_per_second']:.0f} | {p['p50_ms']:.1f} | "
+            f"{p['p99_ms']:.1f} | {p['statuses']} | {p['errors_5xx']} |"
+        )
+    lines.append(
+        f"\n{report['items_added_before_restart']} items added before the restart, "
+        f"{len(lost)} lost after it; restart took {restart_seconds:.1f}s"
+    )
+    (out / "load_test.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    failed = lost or any(p["errors_5xx"] for p in report["phases"])
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
