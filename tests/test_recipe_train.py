@@ -147,3 +147,19 @@ def test_train_recipe_mixed_precision_and_accumulation(tmp_path, tiny_bert_dir):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["optimizer_steps"] == 4  # 7 micro-batches of 32 windows, 2 per optimizer step (last one partial)
     assert 0 < metrics["results"]["test_mask=True"]["ndcg@10"] <= 1
+
+
+def test_data_without_evaluation_events_stops_right_after_the_split(tmp_path):
+    """Every user has 2 interactions: E1 has no validation or test event, said before any model is built."""
+    events = "user_id,item_id,timestamp\n" + "".join(f"u{u},{u % 3 + 1},{t}\n" for u in range(5) for t in (1, 2))
+    (tmp_path / "events.csv").write_text(events)
+    (tmp_path / "items.csv").write_text("item_id,title\n1,One\n2,Two\n3,Three\n")
+    proc = run_recipe(
+        "data.format=tabular",
+        f"data.path={tmp_path / 'events.csv'}",
+        f"data.items_path={tmp_path / 'items.csv'}",
+        f"training.output_dir={tmp_path / 'out'}",
+        check=False,
+    )
+    assert proc.returncode != 0 and "no user has 3 interactions" in proc.stderr
+    assert "trainable parameters" not in proc.stderr

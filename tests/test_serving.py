@@ -176,3 +176,28 @@ def test_added_items_survive_a_restart(trained_model_dir, _tiny_bert, tmp_path):
         assert r.status_code == 200
     finally:
         second.stop()
+
+
+def test_cli_bad_folder_and_missing_extra_are_one_line_errors(
+    trained_model_dir, tmp_path, monkeypatch, capsys, tiny_bert_dir
+):
+    import json
+    import shutil
+
+    from textrec import cli
+
+    out, items_path, _ = trained_model_dir
+    broken = tmp_path / "model"
+    shutil.copytree(out, broken)
+    config = json.loads((broken / "config.json").read_text())
+    config["model"]["encoder"] = config["base_encoder"]["name"] = tiny_bert_dir  # the tiny base, saved on disk
+    (broken / "config.json").write_text(json.dumps(config))
+    weights = broken / "textrec_weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:64])  # truncated
+    common = ["--model", str(broken), "--items", str(items_path), "--cache-dir", str(tmp_path / "c")]
+    assert cli.main(["index", *common]) == 2
+    err = capsys.readouterr().err
+    assert "textrec index:" in err and "unreadable safetensors file" in err and "Traceback" not in err
+    monkeypatch.setitem(sys.modules, "fastapi", None)  # as without the [serve] extra
+    assert cli.main(["serve", *common]) == 2
+    assert 'pip install "textrec[serve]"' in capsys.readouterr().err
