@@ -4,12 +4,11 @@ frozen, fine-tune, replay, windowed, continue-on-all and full retraining.
     python scripts/prepare_movielens.py
     accelerate launch recipes/incremental_lora.py --config recipes/configs/incremental_ml100k_minilm.yaml
 
-The base model is trained once on the base period and shared by every strategy; each strategy then updates it
-slice by slice through the library's one loop (early stopping on the validation events of the period it trains on),
-saving a versioned adapter per update (`<output_dir>/<strategy>/slice_000, slice_001, ...` with a manifest). After
-every update the model is evaluated on every period's test events, giving the matrix R[t][j]. A restarted run reuses
-the versions already saved and resumes an interrupted fit from its checkpoint (`<output_dir>/.checkpoints`).
-Writes `report.json`, `report.md` and `report.png` (NDCG@10 per slice and cumulative cost per strategy).
+One base model (base period) is shared by every strategy; each updates it slice by slice through the library's one
+loop, early-stopped on the validation events of the period it trains on, saving a versioned adapter per update
+(`<output_dir>/<strategy>/slice_NNN` + manifest) and scoring every period's test events (the matrix R[t][j]). A
+restarted run reuses saved versions and resumes an interrupted fit (`<output_dir>/.checkpoints`). Writes
+`report.json`, `report.md` and `report.png`.
 """
 
 from __future__ import annotations
@@ -30,15 +29,21 @@ from accelerate.utils import set_seed
 from textrec.build import build_model, item_template, item_tokens
 from textrec.config import DataConfig, ModelConfig, config_to_dict, load_config
 from textrec.data import load_data
-from textrec.engine import LoopConfig, Validation, WindowExamples, fit, make_accelerator
+from textrec.engine import LoopConfig, Validation, WindowExamples, fit, make_accelerator, trainable_state
 from textrec.evaluation import compute_item_vectors, compute_text_vectors, evaluate
 from textrec.files import atomic_write_text
 from textrec.hub import load_weights_into
 from textrec.incremental import AdapterRegistry, save_version
-from textrec.metrics import ndcg_per_event, paired_bootstrap
+from textrec.metrics import ndcg_per_event
 from textrec.objectives import TrainingObjective
-from textrec.reports import incremental_markdown, incremental_plot, incremental_rows
-from textrec.stream import Reservoir, continual_metrics, make_stream
+from textrec.reports import (
+    add_paired_intervals,
+    incremental_markdown,
+    incremental_plot,
+    incremental_rows,
+    strategy_summary,
+)
+from textrec.stream import Reservoir, make_stream
 
 logger = logging.getLogger(__name__)
 STRATEGIES = ("frozen", "finetune", "replay", "full_retrain", "continue_all", "window")
@@ -196,19 +201,11 @@ def main():
 
     def save(model, registry, parent, strategy, t, cost, row):
         if accelerator.is_main_process:
-            period = stream.periods[t]
+            period, metrics = stream.periods[t], {f"ndcg@10_period_{j}": v for j, v in enumerate(row)}
+            kwargs = dict(tokenizer=tokenizer, item_template=template.template, parent=parent, strategy=strategy)
+            data_range = (period.start_time, period.end_time)
             save_version(
-                registry,
-                model,
-                model_cfg,
-                data.item_ids,
-                tokenizer=tokenizer,
-                item_template=template.template,
-                parent=parent,
-                strategy=strategy,
-                data_range=(period.start_time, period.end_time),
-                cost=cost,
-                metrics={f"ndcg@10_period_{j}": v for j, v in enumerate(row)},
+                registry, model, model_cfg, data.item_ids, **kwargs, data_range=data_range, cost=cost, metrics=metrics
             )
         accelerator.wait_for_everyone()
         return registry.latest()
@@ -262,7 +259,7 @@ def main():
                     "window": stream.train_positions(t, start=max(0, t - inc.window + 1)),
                     "continue_all": seen,
                 }[strategy]
-                anchor = _anchor(model) if inc.l2sp else None
+                anchor = trainable_state(model) if inc.l2sp else None
                 split_epochs = inc.lora_epochs_on == "new" and 0 < inc.update_warmup_epochs < inc.update_epochs
                 if split_epochs:  # the cheap epochs learn from slice + replay / window; the LoRA epochs from the slice
                     cheap = inc.loop(inc.update_warmup_epochs, inc.update_lr, inc.update_warmup_epochs)
@@ -277,7 +274,7 @@ def main():
                 cost = train(model, seen, seen, t, base_loop, ckpt)
             else:  # frozen
                 cost = {"seconds": 0.0, "steps": 0, "examples": 0, "epochs": 0}
-            if strategy not in ("frozen",) and t >= len(done):
+            if strategy != "frozen" and t >= len(done):
                 row, latest_events = scores(model)
                 cost["wall_seconds"] = time.perf_counter() - started
                 parent = save(model, registry, parent, strategy, t, cost, row)
@@ -292,23 +289,10 @@ def main():
                 f"{strategy} slice {t}: NDCG@10 on slice {t} before {matrix[t - 1][t]:.4f}, after "
                 f"{row[t]:.4f} ({cost['seconds']:.0f}s)"
             )
-        summary = continual_metrics(matrix)
-        report["strategies"][strategy] = {
-            "matrix": matrix,
-            **summary,
-            "costs": costs,
-            "cumulative_seconds": float(sum(c["seconds"] for c in costs)),
-            "optimizer_steps": int(sum(c["steps"] for c in costs)),
-            "examples_seen": int(sum(c["examples"] for c in costs)),
-            "trainable_params": model.trainable_parameters(),
-            "valid_prequential": valid_prequential,  # budgets are chosen on these, never on the test rows
-            "mean_valid_prequential": float(np.mean(valid_prequential)),
-        }
+        summary = strategy_summary(matrix, costs, model.trainable_parameters(), valid_prequential)
+        report["strategies"][strategy] = summary
         per_strategy_events[strategy] = torch.cat(prequential_events)
-    for strategy, values in per_strategy_events.items():  # paired over the same prequential test events
-        if "full_retrain" in per_strategy_events and strategy != "full_retrain":
-            interval = paired_bootstrap(values, per_strategy_events["full_retrain"], seed=inc.seed)
-            report["strategies"][strategy]["prequential_vs_full_retrain"] = interval
+    add_paired_intervals(report, per_strategy_events, "full_retrain", inc.seed)
 
     # 4. Report: JSON, markdown table, plot
     report["rows"] = incremental_rows(report)
@@ -325,10 +309,6 @@ def main():
                 shutil.rmtree(finished, ignore_errors=True)
     accelerator.wait_for_everyone()
     accelerator.end_training()  # destroys the process group before exit
-
-
-def _anchor(model):
-    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
 if __name__ == "__main__":

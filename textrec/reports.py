@@ -6,6 +6,35 @@ from pathlib import Path
 
 import numpy as np
 
+from textrec.metrics import paired_bootstrap
+from textrec.stream import continual_metrics
+
+
+def strategy_summary(matrix, costs, trainable_params: int, valid_prequential) -> dict:
+    """One strategy's E2 figures: the matrix R[t][j] with its continual metrics, costs, and the prequential
+    scores on validation events (what budgets are tuned on, never the test rows)."""
+    return {
+        "matrix": matrix,
+        **continual_metrics(matrix),
+        "costs": costs,
+        "cumulative_seconds": float(sum(c["seconds"] for c in costs)),
+        "optimizer_steps": int(sum(c["steps"] for c in costs)),
+        "examples_seen": int(sum(c["examples"] for c in costs)),
+        "trainable_params": trainable_params,
+        "valid_prequential": valid_prequential,
+        "mean_valid_prequential": float(np.mean(valid_prequential)),
+    }
+
+
+def add_paired_intervals(report: dict, per_event: dict, reference: str, seed: int) -> None:
+    """Each strategy's paired bootstrap interval against `reference` over the same prequential test events."""
+    if reference not in per_event:
+        return
+    for strategy, values in per_event.items():
+        if strategy != reference:
+            interval = paired_bootstrap(values, per_event[reference], seed=seed)
+            report["strategies"][strategy][f"prequential_vs_{reference}"] = interval
+
 
 def incremental_rows(report: dict) -> list[dict]:
     """One row per strategy with the headline numbers (what docs/benchmarks/incremental_ml100k.json holds)."""
