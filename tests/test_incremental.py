@@ -287,3 +287,14 @@ def test_incremental_recipe_under_two_processes(tmp_path, tiny_bert_dir):
     assert np.isfinite(report["strategies"]["replay"]["matrix"]).all()
     replay, finetune = (report["strategies"][s]["costs"][0] for s in ("replay", "finetune"))
     assert replay["epochs"] == 2 and replay["examples"] > finetune["examples"]
+
+
+def test_update_adapter_early_stops_on_held_out_validation(base_registry, _tiny_bert):
+    registry, slices, _ = base_registry
+    config = LoopConfig(epochs=4, patience=1, batch_size=16, seed=0, checkpoint_every=0, progress=False)
+    version = update_adapter(
+        registry, slices[1], validation=slices[2], config=config, base=copy.deepcopy(_tiny_bert[0])
+    )
+    cost = registry.entry(version)["cost"]
+    assert 0 < cost["best_valid_ndcg@10"] <= 1 and cost["stopped"] in ("early", "epochs")
+    assert cost["epochs"] <= 4
