@@ -153,3 +153,31 @@ def test_bad_config_json_names_the_file_and_field(saved, _tiny_bert, edit, messa
     path.write_text(edit(json.loads(path.read_text())))
     with pytest.raises(ValueError, match=message):
         load_pretrained(saved, base=copy.deepcopy(_tiny_bert[0]))
+
+
+def test_model_card_round_trips_through_huggingface_hub_model_card(tmp_path, tiny_bert):
+    from huggingface_hub import ModelCard
+
+    from textrec.card import is_generated_card
+
+    base, tok = tiny_bert
+    model, tok, cfg = _trained_model(base, tok)
+    extra = {"dataset": "ml-100k", "protocol": "E1 leave-one-out, history masked"}
+    metrics = {"test_ndcg@10": 0.0927, "test_recall@10": 0.1813, "test_n_events": 943}
+    save_pretrained(model, tmp_path / "m", cfg, ["x"] * len(TEXTS), tokenizer=tok, metrics=metrics, extra_config=extra)
+    text = (tmp_path / "m" / "README.md").read_text()
+    assert is_generated_card(text)
+    card = ModelCard.load(tmp_path / "m" / "README.md")
+    assert card.data.library_name == "textrec" and card.data.base_model == "tiny" and card.data.datasets == ["ml-100k"]
+    results = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    assert results == {"ndcg_at_10": 0.0927, "recall_at_10": 0.1813}
+    assert all(r.dataset_split == "test" and r.task_type == "recommendation" for r in card.data.eval_results)
+    assert "load_pretrained(" in card.text
+
+
+def test_short_encoder_names_map_to_their_hub_ids():
+    from textrec.encoders import hub_id
+
+    assert hub_id("minilm") == "sentence-transformers/all-MiniLM-L6-v2"
+    assert hub_id("smollm2-135m") == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert hub_id("someone/model") == "someone/model" and hub_id(None) is None

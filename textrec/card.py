@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 
-import yaml
-
 MARKER = "<!-- textrec-generated-card sha256:"
 
 
@@ -19,25 +17,55 @@ def is_generated_card(text: str) -> bool:
     return bool(sep) and tail.strip() == f"{hashlib.sha256(body.encode()).hexdigest()} -->"
 
 
-def model_card(config: dict) -> str:
+def card_data(config: dict):
+    """The card's metadata as `huggingface_hub.ModelCardData`: library, canonical base model, dataset, tags and a
+    model-index with the run's test metrics."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    from textrec.encoders import hub_id
+
+    base = hub_id((config.get("base_encoder") or {}).get("name"))
+    dataset = config.get("dataset")
+    results = [
+        EvalResult(
+            task_type="recommendation",
+            task_name="Next-item recommendation (full ranking)",
+            dataset_type=dataset,
+            dataset_name=dataset,
+            dataset_split="test",
+            metric_type=name.removeprefix("test_").replace("@", "_at_"),
+            metric_name=name.removeprefix("test_"),
+            metric_value=value,
+            metric_config=config.get("protocol"),
+        )
+        for name, value in (config.get("metrics") or {}).items()
+        if dataset and isinstance(value, (int, float)) and name != "test_n_events"
+    ]
+    return ModelCardData(
+        library_name="textrec",
+        base_model=base,
+        datasets=[dataset] if dataset else None,
+        tags=["recommender-system", "two-tower", "textrec"] + (["lora", "peft"] if base else ["id-only"]),
+        eval_results=results or None,
+        model_name=config.get("model_name") or "textrec two-tower recommender",
+    )
+
+
+def model_card(config: dict, repo_id: str | None = None) -> str:
+    """The generated README.md: metadata (`card_data`) and a body with a usage snippet for `repo_id`."""
+    from huggingface_hub import ModelCard
+
     base = (config.get("base_encoder") or {}).get("name")
-    front = {
-        "library_name": "textrec",
-        "tags": ["recommender-system", "two-tower", "textrec"] + (["lora", "peft"] if base else ["id-only"]),
-    }
-    if base:
-        front["base_model"] = base
-    if config.get("dataset"):
-        front["datasets"] = [config["dataset"]]
     metrics = config.get("metrics") or {}
     rows = "\n".join(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items())
     model = config["model"]
-    item_tower = f"text through `{base}`" if base else "item ids only"
+    item_tower = f"text through `{card_data(config).base_model}`" if base else "item ids only"
     if base and model.get("id_embedding"):
         item_tower += " + id embedding"
     versions = "\n".join(f"- {k}: {v}" for k, v in (config.get("framework_versions") or {}).items())
-    return _stamp(f"""---
-{yaml.safe_dump(front, sort_keys=False).strip()}
+    where = repo_id or "path/to/this/folder"
+    body = f"""---
+{{{{ card_data }}}}
 ---
 
 # textrec two-tower recommender
@@ -51,7 +79,7 @@ Encoder training: `{model["train_mode"]}` (the base encoder is not stored here; 
 ```python
 from textrec.hub import load_pretrained
 
-model, tokenizer, config = load_pretrained("path/to/this/folder")
+model, tokenizer, config = load_pretrained("{where}")
 ```
 
 ## Evaluation
@@ -65,4 +93,5 @@ Protocol: {config.get("protocol", "n/a")}
 ## Framework versions
 
 {versions}
-""")
+"""
+    return _stamp(str(ModelCard.from_template(card_data(config), template_str=body)).rstrip("\n") + "\n")

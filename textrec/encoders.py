@@ -35,6 +35,15 @@ class EncoderSource:
     gguf_file: str | None = None
 
 
+# The Hub id of each short name: what a model card's `base_model` names, valid on any machine.
+HUB_IDS = {"minilm": "sentence-transformers/all-MiniLM-L6-v2", "smollm2-135m": "HuggingFaceTB/SmolLM2-135M-Instruct"}
+
+
+def hub_id(name: str | None) -> str | None:
+    """The canonical Hub id of an encoder name (short names mapped; Hub ids and local paths unchanged)."""
+    return HUB_IDS.get(name, name) if name else None
+
+
 def _package_dir(package: str, install_hint: str) -> Path:
     spec = importlib.util.find_spec(package)  # finds the files without importing the package
     if spec is None or not spec.submodule_search_locations:
