@@ -181,3 +181,45 @@ def test_short_encoder_names_map_to_their_hub_ids():
     assert hub_id("minilm") == "sentence-transformers/all-MiniLM-L6-v2"
     assert hub_id("smollm2-135m") == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert hub_id("someone/model") == "someone/model" and hub_id(None) is None
+
+
+def _prefill_hub_cache(cache, repo_id, folder, commit, ref="main"):
+    """Lay a model folder out as huggingface_hub's cache does (what a download leaves behind)."""
+    import shutil
+
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    shutil.copytree(folder, repo / "snapshots" / commit)
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / ref).write_text(commit)
+
+
+def test_load_by_repo_id_from_the_hub_cache_offline_with_revisions(tmp_path, tiny_bert, _tiny_bert, monkeypatch):
+    import huggingface_hub.constants as hub_constants
+
+    from textrec.hub import model_folder
+
+    base, tok = tiny_bert
+    model, tok, cfg = _trained_model(base, tok)
+    expected = _scores(model, tok, cfg)
+    save_pretrained(model, tmp_path / "v1", cfg, [f"i{i}" for i in range(len(TEXTS))], tokenizer=tok)
+    other, _, _ = _trained_model(copy.deepcopy(_tiny_bert[0]), tok, lora_r=4)
+    save_pretrained(
+        other, tmp_path / "v2", ModelConfig(**{**cfg.__dict__, "lora_r": 4}), ["x"] * len(TEXTS), tokenizer=tok
+    )
+    cache = tmp_path / "hub"
+    _prefill_hub_cache(cache, "someone/textrec-toy", tmp_path / "v1", "a" * 40, ref="v1")
+    _prefill_hub_cache(cache, "someone/textrec-toy", tmp_path / "v2", "b" * 40, ref="main")
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    loaded, loaded_tok, _ = load_pretrained(
+        "someone/textrec-toy", base=copy.deepcopy(_tiny_bert[0]), revision="v1"
+    )  # pinned: the tag, not main
+    assert torch.equal(_scores(loaded, loaded_tok, cfg), expected)
+    assert model_folder("someone/textrec-toy", revision="a" * 40) == model_folder("someone/textrec-toy", "v1")
+    latest, _, config = load_pretrained("someone/textrec-toy", base=copy.deepcopy(_tiny_bert[0]))
+    assert config["model"]["lora_r"] == 4  # main is the other version
+    with pytest.raises(ValueError, match="not in the local Hub cache"):
+        load_pretrained("someone/never-pushed")
+    with pytest.raises(FileNotFoundError, match="neither a model folder nor a Hub repo id"):
+        load_pretrained(tmp_path / "no" / "such" / "folder")

@@ -22,11 +22,14 @@ from pathlib import Path
 def _recommender(args):
     from textrec.recommender import Recommender
 
-    return Recommender.from_pretrained(args.model, args.items, cache_dir=args.cache_dir, index=args.index)
+    return Recommender.from_pretrained(
+        args.model, args.items, cache_dir=args.cache_dir, index=args.index, revision=args.revision
+    )
 
 
 def _add_common(p):
-    p.add_argument("--model", required=True, help="a saved model folder")
+    p.add_argument("--model", required=True, help="a saved model folder or a Hub repo id (owner/name)")
+    p.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit) of a repo id")
     p.add_argument("--items", required=True, help="item catalogue: RecBole .item, CSV, TSV, JSONL or Parquet")
     p.add_argument("--cache-dir", default=".textrec_cache", help="where the item index is cached")
     p.add_argument("--index", default="exact", choices=["exact", "faiss-flat", "faiss-hnsw", "faiss-ivf"])

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import shutil
 from collections.abc import Mapping, Sequence
@@ -143,6 +144,34 @@ def _base_model(model):
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
+def model_folder(name_or_path: str | Path, revision: str | None = None, token: str | bool | None = None) -> Path:
+    """A model folder on disk for a local path or a Hub repo id (`owner/name`, at `revision`), downloaded through
+    `huggingface_hub.snapshot_download`, which honours HF_HUB_OFFLINE, the cache and tokens as the Hub libraries do."""
+    path = Path(name_or_path)
+    if path.is_dir():
+        if revision is not None:
+            raise ValueError(f"{path}: a local folder has no revision (revision={revision!r} is for Hub repo ids)")
+        return path
+    text = str(name_or_path)
+    if text.count("/") != 1 or text.startswith((".", "/")) or " " in text:
+        raise FileNotFoundError(f"{text}: neither a model folder nor a Hub repo id (owner/name)")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        folder = snapshot_download(
+            text, revision=revision, token=token, library_name="textrec", library_version=textrec_version()
+        )
+    except LocalEntryNotFoundError as err:
+        raise ValueError(
+            f"{text}@{revision or 'main'}: not in the local Hub cache and the Hub cannot be reached "
+            f"(offline: HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '0')}): {err}"
+        ) from None
+    except HfHubHTTPError as err:
+        raise ValueError(f"{text}@{revision or 'main'}: cannot be downloaded from the Hub ({err})") from None
+    return Path(folder)
+
+
 def read_config(directory: str | Path) -> dict:
     path = Path(directory) / CONFIG_FILE
     if not path.is_file():
@@ -172,13 +201,14 @@ def read_config(directory: str | Path) -> dict:
     return config
 
 
-def load_pretrained(directory: str | Path, base=None, tokenizer=None):
-    """Load a model folder -> (TwoTowerModel, tokenizer, config dict). The base encoder is loaded once, from
-    the recorded name (or `base`/`tokenizer` if given) and checked against the recorded fingerprint."""
+def load_pretrained(directory: str | Path, base=None, tokenizer=None, *, revision=None, token=None):
+    """Load a model folder or Hub repo id (at `revision`) -> (TwoTowerModel, tokenizer, config dict). The base
+    encoder is loaded once, from the recorded name (or `base`/`tokenizer` if given) and checked against the recorded
+    fingerprint and weights hash."""
     from textrec.build import build_model
     from textrec.encoders import load_encoder_and_tokenizer
 
-    directory = Path(directory)
+    directory = model_folder(directory, revision, token)
     config = read_config(directory)
     model_cfg = ModelConfig(**config["model"])
     if model_cfg.encoder is not None:

@@ -132,8 +132,10 @@ def update_adapter(
     validation=None,
     base=None,
     accelerator=None,
+    parent_revision: str | None = None,
 ) -> str:
-    """Continue training version `parent` (default: the latest) on new interactions; save a new version.
+    """Continue training version `parent` (default: the latest; or a model folder or Hub repo id, at
+    `parent_revision`) on new interactions; save a new version.
 
     `interactions` is a `RecData` whose catalogue covers every item of the update (new items are read through their
     text: the item tower needs no resizing); `context` (optional `RecData`) holds earlier interactions that give
@@ -145,7 +147,7 @@ def update_adapter(
     """
     from textrec.build import item_tokens as build_tokens
     from textrec.config import ModelConfig
-    from textrec.hub import load_pretrained
+    from textrec.hub import load_pretrained, model_folder
     from textrec.text import ItemTemplate
 
     registry = registry if isinstance(registry, AdapterRegistry) else AdapterRegistry(registry)
@@ -153,17 +155,19 @@ def update_adapter(
     accelerator = accelerator or make_accelerator(config)
     parent = parent or registry.latest()
     if parent is None:
-        raise ValueError(f"{registry.root}: no version to update (train a base version first)")
-    entry = registry.entry(parent)
+        raise ValueError(f"{registry.root}: no version to update (train a base version first, or give a parent)")
     if len(interactions.interactions) == 0:
         raise ValueError("the slice is empty: nothing to update on")
     stamps = np.asarray(interactions.interactions["timestamp"])
-    if stamps.min() < entry["data_range"][1]:
+    known = parent in {v["version"] for v in registry.versions()}
+    if known and stamps.min() < registry.entry(parent)["data_range"][1]:
         raise ValueError(
-            f"the slice starts at {stamps.min()}, before the end of {parent}'s data ({entry['data_range'][1]}): "
-            "slices must come in time order"
+            f"the slice starts at {stamps.min()}, before the end of {parent}'s data "
+            f"({registry.entry(parent)['data_range'][1]}): slices must come in time order"
         )
-    model, tokenizer, saved = load_pretrained(registry.path(parent), base=base)
+    # A version of this registry, or any model folder / Hub repo id (e.g. a model pulled from the Hub) to start from
+    source = registry.path(parent) if known else model_folder(parent, parent_revision)
+    model, tokenizer, saved = load_pretrained(source, base=base)
     model_cfg = ModelConfig(**saved["model"])
     if model.id_embedding is not None:
         raise ValueError(

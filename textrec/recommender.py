@@ -90,12 +90,16 @@ class Recommender:
         *,
         template: str | None = None,
         base=None,
+        revision: str | None = None,
+        token: str | bool | None = None,
         **kwargs,
     ) -> Recommender:
-        """Load a saved model folder and a catalogue (a Dataset with item_id + text fields, or an items file:
-        RecBole `.item`, CSV, TSV, JSONL or Parquet)."""
+        """Load a saved model folder (or a Hub repo id at `revision`) and a catalogue (a Dataset with item_id + text
+        fields, or an items file: RecBole `.item`, CSV, TSV, JSONL or Parquet)."""
         from textrec.data import load_items
+        from textrec.hub import model_folder
 
+        model_dir = model_folder(model_dir, revision, token)  # a local folder, or a Hub repo id downloaded
         model, tokenizer, config = load_pretrained(model_dir, base=base)
         if not isinstance(items, datasets.Dataset):
             items = load_items(items)
