@@ -3,6 +3,7 @@
 The item index (every catalogue item's vector) is built once in batches and cached on disk as safetensors, keyed
 by a hash of the model's weights and config and of the catalogue's ids and texts, so a stale cache is never used.
 New items are added by their text alone (`add_items`) and are recommendable at once, without retraining.
+The model and the item index live on `device` (default: CUDA when available); every answer is plain Python.
 """
 
 from __future__ import annotations
@@ -58,10 +59,12 @@ class Recommender:
         batch_size: int = 256,
         index: str = "exact",
         show_progress: bool = True,
+        device: str | torch.device | None = None,
     ):
         if index not in INDEX_KINDS:
             raise ValueError(f"index: expected one of {INDEX_KINDS}, got {index!r}")
-        self.model = model.eval()
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.config = model_config
         self.template = template
@@ -92,10 +95,12 @@ class Recommender:
         base=None,
         revision: str | None = None,
         token: str | bool | None = None,
+        device: str | torch.device | None = None,
         **kwargs,
     ) -> Recommender:
         """Load a saved model folder (or a Hub repo id at `revision`) and a catalogue (a Dataset with item_id + text
-        fields, or an items file: RecBole `.item`, CSV, TSV, JSONL or Parquet)."""
+        fields, or an items file: RecBole `.item`, CSV, TSV, JSONL or Parquet) onto `device` ("cpu", "cuda", "mps",
+        "cuda:1" or a `torch.device`; default: "cuda" when available, else "cpu")."""
         from textrec.data import load_items
         from textrec.hub import model_folder
 
@@ -115,6 +120,7 @@ class Recommender:
             template_obj,
             trained,
             model_dir=model_dir,
+            device=device,
             **kwargs,
         )
 
@@ -132,7 +138,10 @@ class Recommender:
             text = None
         rows = self._id_rows(item_ids)
         with torch.no_grad():
-            vectors = self.model.item_vectors(rows, text).float() if len(rows) else torch.zeros(0, self.model.dim)
+            if len(rows):
+                vectors = self.model.item_vectors(rows.to(self.device), text).float()
+            else:
+                vectors = torch.zeros(0, self.model.dim, device=self.device)
         return text, vectors
 
     def cache_key(self) -> str:
@@ -158,16 +167,17 @@ class Recommender:
             stored = load_file(str(path))
             if stored.get("key") is not None and bytes(stored["key"].tolist()).decode() == key:
                 logger.info(f"item index loaded from cache {path}")
-                return stored.get("text_vectors"), stored["item_vectors"]
+                text = stored.get("text_vectors")
+                return None if text is None else text.to(self.device), stored["item_vectors"].to(self.device)
         text, vectors = self._encode_texts(self.texts, self.item_ids, "building item index")
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             tensors = {
-                "item_vectors": vectors.contiguous(),
+                "item_vectors": vectors.cpu().contiguous(),
                 "key": torch.tensor(list(key.encode()), dtype=torch.uint8),
             }
             if text is not None:
-                tensors["text_vectors"] = text.contiguous()
+                tensors["text_vectors"] = text.cpu().contiguous()
             tmp = path.with_suffix(".tmp")
             save_file(tensors, str(tmp))
             tmp.replace(path)
@@ -187,7 +197,7 @@ class Recommender:
             self._unrankable = ~trained if not trained.all() else None
         self._faiss = None
         if self.index_kind != "exact" and len(items):
-            self._faiss = build_faiss_index(self._search.numpy(), self.index_kind)
+            self._faiss = build_faiss_index(self._search.cpu().numpy(), self.index_kind)
 
     # ----- queries -----
     def __len__(self) -> int:
@@ -199,9 +209,12 @@ class Recommender:
             raise UnknownItemsError(unknown)
         return [self.positions[i] for i in history]
 
-    @torch.no_grad()
     def user_vectors(self, histories: Sequence[Sequence[str] | str]) -> torch.Tensor:
-        """One vector per history; a history is a list of item ids or one free-text string."""
+        """One vector per history (on the CPU); a history is a list of item ids or one free-text string."""
+        return self._user_vectors(histories).cpu()
+
+    @torch.no_grad()
+    def _user_vectors(self, histories: Sequence[Sequence[str] | str]) -> torch.Tensor:
         out = []
         for history in histories:
             if isinstance(history, str):
@@ -216,7 +229,7 @@ class Recommender:
             users = encode_histories(self.model, positions, self.item_vectors, self.history_text)
             for row, user in zip(id_rows, users):
                 out[row] = user
-        return torch.stack(out) if out else torch.zeros(0, self.model.dim)
+        return torch.stack(out) if out else torch.zeros(0, self.model.dim, device=self.device)
 
     def _free_text_user(self, text: str) -> torch.Tensor:
         if self.model.user_tower == "text":
@@ -225,12 +238,13 @@ class Recommender:
                 truncation=True,
                 max_length=self.config.max_history_tokens,
                 return_tensors="pt",
-            )
+            ).to(self.device)
             return self.model.encode_users_text(enc["input_ids"], enc["attention_mask"])[0].float()
         if not self.model.has_text:
             raise ValueError("this model has no text encoder: a free-text history cannot be read")
         _, vector = self._encode_texts([text], ["\x00free-text"], None)  # the text as a one-item history
-        return self.model.encode_users_sequence(vector[None], torch.ones(1, 1, dtype=torch.bool))[0].float()
+        mask = torch.ones(1, 1, dtype=torch.bool, device=self.device)
+        return self.model.encode_users_sequence(vector[None], mask)[0].float()
 
     def recommend(self, history: Sequence[str] | str, k: int = 10, exclude_seen: bool = True):
         """Top-k (item_id, score) for one history (item ids, oldest first, or free text)."""
@@ -241,7 +255,7 @@ class Recommender:
         for h in histories:
             if (isinstance(h, str) and not h.strip()) or (not isinstance(h, str) and len(h) == 0):
                 raise ValueError("history is empty: give at least one item id or a non-empty text")
-        users = self.user_vectors(histories)
+        users = self._user_vectors(histories)
         if self.model.similarity == "cosine":
             users = F.normalize(users, dim=-1)
         seen = [self._positions(h) if exclude_seen and not isinstance(h, str) else [] for h in histories]
@@ -250,7 +264,7 @@ class Recommender:
     def _top_k(self, users: torch.Tensor, k: int, exclude: list[list[int]]):
         if self._faiss is not None:
             extra = max((len(e) for e in exclude), default=0)
-            scores, idx = self._faiss.search(users.numpy().astype("float32"), min(len(self), k + extra))
+            scores, idx = self._faiss.search(users.cpu().numpy().astype("float32"), min(len(self), k + extra))
             results = []
             for row, ex in enumerate(exclude):
                 banned = set(ex)
@@ -317,6 +331,26 @@ class Recommender:
         self.item_vectors = torch.cat([self.item_vectors, vectors])
         self._refresh_search()
         return ids
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """`device` as a `torch.device` ("cuda" when available and none is given, else "cpu"); a device this machine
+    does not have is a ValueError."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device: {device!r} is not a torch device ({err})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device: {str(device)!r} was asked for, but CUDA is not available on this machine")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device: {str(device)!r} does not exist ({torch.cuda.device_count()} CUDA devices)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device: 'mps' was asked for, but MPS is not available on this machine")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device: expected cpu, cuda, cuda:N or mps, got {str(device)!r}")
+    return device
 
 
 def build_faiss_index(vectors, kind: str):
