@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 MARKER = "<!-- textrec-generated-card sha256:"
 
@@ -17,14 +18,24 @@ def is_generated_card(text: str) -> bool:
     return bool(sep) and tail.strip() == f"{hashlib.sha256(body.encode()).hexdigest()} -->"
 
 
+def base_model_id(config: dict) -> str | None:
+    """The base encoder's Hub id as recorded in config.json (older folders: mapped from its name); None for an
+    ID-only model or a base encoder loaded from a local folder, which has no Hub id."""
+    from textrec.encoders import hub_id
+
+    base = config.get("base_encoder") or {}
+    if "hub_id" in base:
+        return base["hub_id"]
+    name = base.get("name")
+    return None if name is None or Path(name).is_dir() else hub_id(name)
+
+
 def card_data(config: dict):
     """The card's metadata as `huggingface_hub.ModelCardData`: library, canonical base model, dataset, tags and a
     model-index with the run's test metrics."""
     from huggingface_hub import EvalResult, ModelCardData
 
-    from textrec.encoders import hub_id
-
-    base = hub_id((config.get("base_encoder") or {}).get("name"))
+    base = base_model_id(config)
     dataset = config.get("dataset")
     results = [
         EvalResult(

@@ -246,11 +246,13 @@ def load_weights_into(model, directory: str | Path) -> None:
     from peft import set_peft_model_state_dict
 
     directory = Path(directory)
-    towers = [("item_encoder", directory / "adapter_model.safetensors")]
+    towers = [(model.item_encoder, directory / "adapter_model.safetensors")]
     if model.user_encoder is not None:
-        towers.append(("user_encoder", directory / "user_adapter" / "adapter_model.safetensors"))
-    for tower, path in towers:
-        encoder = getattr(model, tower).model
+        towers.append((model.user_encoder, directory / "user_adapter" / "adapter_model.safetensors"))
+    for text_encoder, path in towers:
+        if text_encoder is None:
+            continue  # an ID-only model: no encoder
+        encoder = text_encoder.model
         wanted = [n for n, _ in encoder.named_parameters() if "lora_" in n]
         if not wanted:
             continue  # not a LoRA model: nothing to load into the encoder
