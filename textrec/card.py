@@ -52,11 +52,17 @@ def card_data(config: dict):
         for name, value in (config.get("metrics") or {}).items()
         if dataset and isinstance(value, (int, float)) and name != "test_n_events"
     ]
+    text = "base_encoder" in config
+    tags = ["recommender-system", "two-tower", "textrec"]
+    if not text:
+        tags.append("id-only")
+    elif config["model"].get("train_mode") == "lora":
+        tags += ["lora", "peft"]
     return ModelCardData(
         library_name="textrec",
         base_model=base,
         datasets=[dataset] if dataset else None,
-        tags=["recommender-system", "two-tower", "textrec"] + (["lora", "peft"] if base else ["id-only"]),
+        tags=tags,
         eval_results=results or None,
         model_name=config.get("model_name") or "textrec two-tower recommender",
     )
@@ -66,14 +72,15 @@ def model_card(config: dict, repo_id: str | None = None) -> str:
     """The generated README.md: metadata (`card_data`) and a body with a usage snippet for `repo_id`."""
     from huggingface_hub import ModelCard
 
-    base = (config.get("base_encoder") or {}).get("name")
+    data = card_data(config)
+    base = config.get("base_encoder")
     metrics = config.get("metrics") or {}
     rows = "\n".join(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items())
     model = config["model"]
-    item_tower = f"text through `{card_data(config).base_model}`" if base else "item ids only"
+    item_tower = f"text through `{data.base_model or base['name']}`" if base else "item ids only"
     if base and model.get("id_embedding"):
         item_tower += " + id embedding"
-    versions = "\n".join(f"- {k}: {v}" for k, v in (config.get("framework_versions") or {}).items())
+    versions = "\n".join(f"- {k}: {v}" for k, v in (config.get("framework_versions") or {}).items()) or "n/a"
     where = repo_id or "path/to/this/folder"
     body = f"""---
 {{{{ card_data }}}}
@@ -84,13 +91,19 @@ def model_card(config: dict, repo_id: str | None = None) -> str:
 Item tower: {item_tower}.
 User tower: `{model["user_tower"]}`. Scores: {model["similarity"]} / temperature {model["temperature"]}.
 Encoder training: `{model["train_mode"]}` (the base encoder is not stored here; only adapters and small heads).
+Item text template: `{config.get("item_template")}`.
 
 ## Usage
 
 ```python
+from textrec.recommender import Recommender
+
+rec = Recommender.from_pretrained("{where}", "items.csv")  # your catalogue, with the template's fields
+rec.recommend(["item-1", "item-2"], k=10)  # item ids, oldest first
+
 from textrec.hub import load_pretrained
 
-model, tokenizer, config = load_pretrained("{where}")
+model, tokenizer, config = load_pretrained("{where}")  # the TwoTowerModel itself
 ```
 
 ## Evaluation
@@ -105,4 +118,4 @@ Protocol: {config.get("protocol", "n/a")}
 
 {versions}
 """
-    return _stamp(str(ModelCard.from_template(card_data(config), template_str=body)).rstrip("\n") + "\n")
+    return _stamp(str(ModelCard.from_template(data, template_str=body)).rstrip("\n") + "\n")

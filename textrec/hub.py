@@ -28,7 +28,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from textrec.config import ModelConfig
-from textrec.files import atomic_dir
+from textrec.files import atomic_dir, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +110,7 @@ def save_pretrained(
             "num_items": model.num_items,
             "item_template": item_template,
             "metrics": dict(metrics or {}),
+            "framework_versions": framework_versions(),
             **dict(extra_config or {}),
         }
         if model.has_text:
@@ -294,14 +295,18 @@ def push_to_hub(
     commit_message: str = "Upload textrec model",
     api=None,
 ) -> str:
-    """Upload a saved model folder to the Hub (create the repo if needed). A README.md on the Hub that the user
-    edited (it no longer matches the card textrec generated) is left as it is. Returns the repo URL."""
+    """Upload a saved model folder to the Hub (create the repo if needed). A generated model card in the folder is
+    rewritten first so that its usage snippet names `repo_id`; a card the user edited, in the folder or on the Hub
+    (it no longer matches the card textrec generated), is left as it is. Returns the repo URL."""
     from huggingface_hub import HfApi
 
-    from textrec.card import is_generated_card
+    from textrec.card import is_generated_card, model_card
 
     directory = Path(directory)
-    read_config(directory)  # refuse to push something that is not a textrec folder
+    config = read_config(directory)  # refuse to push something that is not a textrec folder
+    card = directory / "README.md"
+    if card.is_file() and is_generated_card(card.read_text()):
+        atomic_write_text(card, model_card(config, repo_id))  # the usage snippet names the repo
     api = api or HfApi(token=token)
     url = api.create_repo(repo_id, private=private, exist_ok=True)
     ignore = [".*", "**/.*"]
