@@ -219,7 +219,7 @@ def _user_vectors(model, histories, items):
 
 def _loss(model, histories, targets, items):
     return torch.nn.functional.cross_entropy(
-        model.score(_user_vectors(model, histories, items), items), targets, reduction="sum"
+        model.score(_user_vectors(model, histories, items), items, torch.arange(len(items))), targets, reduction="sum"
     )
 
 
@@ -244,7 +244,7 @@ def _ndcg(model, histories, targets, items) -> float:
     ranks = []
     for start in range(0, len(histories), 256):
         h = histories[start : start + 256]
-        scores = model.score(_user_vectors(model, h, items), items)
+        scores = model.score(_user_vectors(model, h, items), items, torch.arange(len(items)))
         masked = torch.zeros_like(scores, dtype=torch.bool)
         for row, hist in enumerate(h):
             masked[row, list(hist)] = True

@@ -90,7 +90,17 @@ def test_log_sampling_probability_is_monotone_in_popularity():
     freq = torch.tensor([0.7, 0.2, 0.1])
     lq = log_sampling_probability(torch.tensor([0, 1, 2]), freq, positions=10, uniform=3)
     assert lq[0] > lq[1] > lq[2]
-    assert torch.allclose(lq.exp(), 10 * freq + 1.0)
+    assert (lq <= 0).all()  # a probability, never the expected count 10 * 0.7 = 7
+
+
+def test_log_sampling_probability_is_the_inclusion_probability_by_hand():
+    """q_j = 1 - (1 - p_j)^P (1 - 1/N)^U, hand-computed for P=3 popularity draws and U=2 uniform draws, N=4."""
+    freq = torch.tensor([0.5, 0.25, 0.25, 0.0])
+    lq = log_sampling_probability(torch.tensor([0, 1, 3]), freq, positions=3, uniform=2)
+    expected = [1 - 0.5**3 * 0.75**2, 1 - 0.75**3 * 0.75**2, 1 - 1.0 * 0.75**2]  # 0.9297, 0.7627, 0.4375
+    assert torch.allclose(lq.exp(), torch.tensor(expected), atol=1e-6)
+    without_uniform = log_sampling_probability(torch.tensor([0, 1]), freq, positions=3, uniform=0)
+    assert torch.allclose(without_uniform.exp(), torch.tensor([0.875, 1 - 0.75**3]), atol=1e-6)
 
 
 def test_live_encoding_matches_a_fresh_cache(tiny_bert):

@@ -31,7 +31,8 @@ def random_perturbation(like: torch.Tensor, eps: float, norm: str = "sign", gene
 
 def ranking_loss(model, users: torch.Tensor, items: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Full softmax cross-entropy of each user's target over the catalogue (the loss the attack climbs)."""
-    return F.cross_entropy(model.score(users, items).float(), targets)
+    catalogue = torch.arange(len(items), device=items.device)
+    return F.cross_entropy(model.score(users, items, catalogue).float(), targets)
 
 
 def attack_vectors(

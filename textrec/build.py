@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import logging
 
+import torch
+
 from textrec.config import DataConfig, ModelConfig
 from textrec.data import RecData
 from textrec.encoders import (
@@ -38,6 +40,10 @@ def build_text_encoder(cfg: ModelConfig, base=None, tokenizer=None):
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     pooling = default_pooling(base.config.model_type) if cfg.pooling == "auto" else cfg.pooling
+    if cfg.encoder_dropout is not None:  # before LoRA is applied: LoRA's own dropout is `lora_dropout`
+        for module in base.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = cfg.encoder_dropout
     trainable = apply_train_mode(
         base, cfg.train_mode, cfg.top_layers, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules
     )
@@ -66,6 +72,7 @@ def build_model(cfg: ModelConfig, num_items: int, base=None, tokenizer=None):
         seq_layers=cfg.seq_layers,
         seq_heads=cfg.seq_heads,
         seq_dropout=cfg.seq_dropout,
+        item_bias=cfg.item_bias,
     )
     return model, tokenizer
 

@@ -83,6 +83,14 @@ class ModelConfig:
     dim: int = _help("dimension of item and user vectors", 64)
     similarity: str = _help("cosine | dot", "cosine")
     temperature: float = _help("scores are similarity / temperature", 0.05)
+    item_bias: bool = _help(
+        "a learned per-item logit bias (popularity) beside the vector direction; new items get 0", False
+    )
+    encoder_dropout: float | None = _help(
+        "dropout inside the base encoder while training (null = the encoder's own, 0.1 for MiniLM); 0 makes live "
+        "item vectors match the cached, eval-mode ones they compete with in one softmax",
+        0.0,
+    )
     max_history: int = _help("sequence user tower: the last N history items are read", 50)
     seq_layers: int = _help("sequence user tower: transformer layers", 2)
     seq_heads: int = _help("sequence user tower: attention heads", 2)
@@ -115,6 +123,8 @@ class ModelConfig:
                 raise ValueError(f"model.{name}: must be >= 1, got {getattr(self, name)}")
         if not (math.isfinite(self.temperature) and self.temperature > 0):
             raise ValueError(f"model.temperature: must be a finite number > 0, got {self.temperature}")
+        if self.encoder_dropout is not None and not 0 <= self.encoder_dropout < 1:
+            raise ValueError(f"model.encoder_dropout: must be in [0, 1) or null, got {self.encoder_dropout}")
         for name in ("seq_dropout", "lora_dropout"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"model.{name}: must be in [0, 1), got {getattr(self, name)}")

@@ -75,6 +75,11 @@ class LoopConfig:
     max_grad_norm: float = _help("gradient clipping by global norm (0: off)", 1.0)
     mixed_precision: str = _help("no | fp16 | bf16 (must match the Accelerator's)", "no")
     max_live_items: int = _help("candidate items encoded live (with gradient) per step; the rest read the cache", 64)
+    full_softmax_items: int = _help(
+        "softmax loss: exact cross-entropy over every item while the catalogue has at most this many items; above "
+        "it, the in-batch sampled softmax with logQ correction (0: always sampled)",
+        20000,
+    )
     cache_refresh_steps: int = _help("recompute cached item text vectors every N optimizer steps (LoRA only)", 50)
     encoder_warmup_epochs: int = _help(
         "first epochs train heads / ids / sequence tower on frozen text vectors, then the encoder joins", 0
@@ -381,6 +386,7 @@ def fit(
             )
             objective.train()
             objective.max_live_items = config.max_live_items if learning() else 0
+            objective.use_full_softmax(config.full_softmax_items)
             refresh_every = config.cache_refresh_steps if learning() else 0
             bar = tqdm(
                 total=len(batches),

@@ -149,7 +149,7 @@ def evaluate(
         if not batch:
             return torch.zeros((0, 2), dtype=torch.float64, device=item_vectors.device)
         users = encode_histories(model, [e.history for e in batch], item_vectors, history_text)
-        scores = model.score(users, item_vectors)
+        scores = model.score(users, item_vectors, torch.arange(num_items, device=item_vectors.device))
         targets = torch.as_tensor([e.target for e in batch], device=scores.device)
         masked = None
         if mask_history:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -56,8 +58,18 @@ class RatingMSELoss(nn.Module):
 
 
 def log_sampling_probability(candidate_ids: torch.Tensor, item_freq: torch.Tensor, positions: int, uniform: int):
-    """log q_j of each candidate when a batch holds `positions` targets drawn by popularity (`item_freq`, summing
-    to 1) plus `uniform` items drawn uniformly from the catalogue: q_j ~ positions * p_j + uniform / N."""
+    """log q_j: the log probability that item j is among the candidates of a batch whose candidates are the
+    de-duplicated union of `positions` targets drawn by popularity (`item_freq`, summing to 1) and `uniform` items
+    drawn uniformly from the catalogue: q_j = 1 - (1 - p_j)^positions * (1 - 1/N)^uniform.
+
+    This is the inclusion probability of a de-duplicated candidate set. The expected count positions * p_j (Yi et al.
+    2019, whose candidates are not de-duplicated) exceeds 1 for popular items and over-corrects them by up to
+    log(positions * p_j) nats.
+    """
     n = item_freq.numel()
-    q = positions * item_freq[candidate_ids] + uniform / n
-    return torch.log(q.clamp_min(1e-12))
+    p = item_freq[candidate_ids].double().clamp(0.0, 1.0)
+    log_miss = positions * torch.log1p(-p.clamp_max(1 - 1e-12))  # log P(j is not among the popularity draws)
+    if uniform and n > 1:
+        log_miss = log_miss + uniform * math.log1p(-1.0 / n)
+    q = -torch.expm1(log_miss)
+    return torch.log(q.clamp_min(1e-12)).float()

@@ -54,7 +54,9 @@ class TwoTowerModel(nn.Module):
     User vector = SequenceTower(item vectors of the history) [user_tower="sequence"] or
     Linear(user encoder(history rendered as text)) [user_tower="text"]; `user_encoder=None` with a text user tower
     shares the item encoder.
-    Score = similarity(user, item) / temperature, with cosine (normalised) or dot similarity.
+    Score = similarity(user, item) / temperature [+ the item's bias], with cosine (normalised) or dot similarity.
+    The optional per-item bias (`item_bias`) holds popularity as a separate logit, so that the vector direction is
+    free to carry content; items without a trained id (new items, added by text) get bias 0.
     """
 
     def __init__(
@@ -71,6 +73,7 @@ class TwoTowerModel(nn.Module):
         seq_layers: int = 2,
         seq_heads: int = 2,
         seq_dropout: float = 0.2,
+        item_bias: bool = False,
     ):
         super().__init__()
         if user_tower not in USER_TOWERS:
@@ -105,6 +108,7 @@ class TwoTowerModel(nn.Module):
             self.user_encoder = user_encoder  # None = shared with the item tower
             hidden = (user_encoder or item_encoder).hidden_size
             self.user_proj = nn.Linear(hidden, dim)
+        self.item_bias = nn.Parameter(torch.zeros(num_items)) if item_bias else None
         self.rating_head = nn.Linear(1, 1)  # maps a score to a rating, used by the MSE loss only
 
     # ----- item tower -----
@@ -132,6 +136,14 @@ class TwoTowerModel(nn.Module):
             ids = self.id_embedding(rows) * known.unsqueeze(-1)
             out = ids if out is None else out + ids
         return out
+
+    def bias(self, item_ids: torch.Tensor) -> torch.Tensor | None:
+        """The per-item logit bias [...] of item indices (0 for items without a trained id), or None without one."""
+        if self.item_bias is None:
+            return None
+        rows = item_ids.clamp(0, self.num_items - 1)
+        known = (item_ids >= 0) & (item_ids < self.num_items) & self.id_trained[rows]
+        return self.item_bias[rows] * known
 
     def mark_trained_items(self, item_ids) -> None:
         """Record which item ids occur in the training data (all others get no id part)."""
@@ -164,11 +176,13 @@ class TwoTowerModel(nn.Module):
         return self.user_proj(encoder(input_ids, attention_mask))
 
     # ----- scoring -----
-    def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """[B, D] x [C, D] -> [B, C] logits = similarity / temperature."""
+    def score(self, users: torch.Tensor, items: torch.Tensor, item_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, D] x [C, D] -> [B, C] logits = similarity / temperature (+ the bias of `item_ids` [C], if given)."""
         if self.similarity == "cosine":
             users, items = F.normalize(users, dim=-1), F.normalize(items, dim=-1)
-        return users @ items.T / self.temperature
+        logits = users @ items.T / self.temperature
+        bias = self.bias(item_ids) if item_ids is not None else None
+        return logits if bias is None else logits + bias.to(logits.dtype)
 
     def score_pairs(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """[P, D] x [P, K, D] -> [P, K]: each user against its own K items."""

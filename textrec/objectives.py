@@ -63,8 +63,12 @@ class TrainingObjective(nn.Module):
     """Wraps a `TwoTowerModel` and computes the loss of one batch in `forward`, so that DDP sees every
     parameter use through one forward call.
 
-    loss: "softmax" (in-batch sampled softmax, logQ-corrected, plus `num_negatives` uniform extra negatives),
-    "bce" (each positive against `num_negatives` uniform negatives), or "mse" (ratings).
+    loss: "softmax" (cross-entropy over candidates), "bce" (each positive against `num_negatives` uniform
+    negatives), or "mse" (ratings). The softmax is exact over the whole catalogue while it has at most
+    `full_softmax_items` items (every item a candidate, no correction needed); above that it is the in-batch sampled
+    softmax over the batch's de-duplicated targets plus `num_negatives` uniform extra negatives, logQ-corrected with
+    each candidate's inclusion probability. Either way, at most `max_live_items` of the batch's *target* items are
+    encoded live (with gradient into the encoder); every other item vector comes from the text cache.
     """
 
     def __init__(
@@ -78,6 +82,7 @@ class TrainingObjective(nn.Module):
         max_live_items: int = 64,
         history_text: HistoryText | None = None,
         adversarial: AdversarialSettings | None = None,
+        full_softmax_items: int = 0,
     ):
         super().__init__()
         if loss not in LOSSES:
@@ -95,21 +100,30 @@ class TrainingObjective(nn.Module):
         self.max_live_items = max_live_items
         self.history_text = history_text
         self.adversarial = adversarial
+        self.use_full_softmax(full_softmax_items)
         # Set by the loop under several processes: target ids of all processes, so every process ranks its targets
         # against the same in-batch candidates as one process with the whole batch would.
         self.gather_targets = None
 
+    def use_full_softmax(self, max_items: int) -> None:
+        """The softmax loss is exact over the whole catalogue while it has at most `max_items` items."""
+        self.full_softmax = self.loss_name == "softmax" and 0 < self.model.num_items <= max_items
+
     # ----- item vectors for a set of item indices -----
-    def item_vectors(self, ids: torch.Tensor, cache: TextVectorCache | None, rng: np.random.Generator | None):
-        """Vectors of items `ids`: cached text vectors, with up to `max_live_items` of them encoded live."""
+    def item_vectors(
+        self, ids: torch.Tensor, cache: TextVectorCache | None, rng: np.random.Generator | None, live_pool=None
+    ):
+        """Vectors of items `ids`: cached text vectors, with up to `max_live_items` of them (drawn from `live_pool`,
+        by default from `ids`) encoded live."""
         model = self.model
         if not model.has_text:
             return model.item_vectors(ids)
         text = cache.vectors.to(ids.device)[ids].clone()
         if self.training and rng is not None and self.max_live_items > 0 and encoder_is_trainable(model):
             unique = torch.unique(ids)
-            take = min(self.max_live_items, len(unique))
-            live_items = unique[torch.as_tensor(rng.choice(len(unique), size=take, replace=False))]
+            pool = unique if live_pool is None else torch.unique(live_pool)
+            take = min(self.max_live_items, len(pool))
+            live_items = pool[torch.as_tensor(rng.choice(len(pool), size=take, replace=False))]
             input_ids, mask = self.item_tokens.batch(live_items.tolist(), device=ids.device)
             live = model.item_text_vectors(input_ids, mask)
             position = torch.searchsorted(unique, ids)
@@ -155,15 +169,19 @@ class TrainingObjective(nn.Module):
         return torch.as_tensor(rng.integers(0, self.model.num_items, size=count), device=device)
 
     def _softmax(self, users, target_ids, cache, rng):
-        extra = self._uniform(self.num_negatives, rng, target_ids.device)
         batch_targets = self.gather_targets(target_ids) if self.gather_targets is not None else target_ids
-        candidates = torch.unique(torch.cat([batch_targets, extra]))
+        if self.full_softmax:
+            candidates = torch.arange(self.model.num_items, device=target_ids.device)
+            log_q = None
+        else:
+            extra = self._uniform(self.num_negatives, rng, target_ids.device)
+            candidates = torch.unique(torch.cat([batch_targets, extra]))
+            log_q = log_sampling_probability(candidates, self.item_freq, len(batch_targets), self.num_negatives)
         columns = torch.searchsorted(candidates, target_ids)
-        items = self.item_vectors(candidates, cache, rng)
-        log_q = log_sampling_probability(candidates, self.item_freq, len(batch_targets), self.num_negatives)
+        items = self.item_vectors(candidates, cache, rng, live_pool=batch_targets)
 
         def loss_of(u, v):
-            return self.softmax(self.model.score(u, v), columns, candidates, target_ids, log_q)
+            return self.softmax(self.model.score(u, v, candidates), columns, candidates, target_ids, log_q)
 
         loss = loss_of(users, items)
         if self.gather_targets is not None:

@@ -189,7 +189,12 @@ class Recommender:
         items = self.item_vectors
         if self.model.similarity == "cosine":
             items = F.normalize(items, dim=-1)
-        self._search = (items / self.model.temperature).contiguous()
+        items = items / self.model.temperature
+        if self.model.item_bias is not None:  # score = user . item + bias: one more column, the user's is 1
+            rows = self._id_rows(self.item_ids).to(self.model.item_bias.device)
+            bias = self.model.bias(rows).detach().to(items.device, items.dtype)
+            items = torch.cat([items, bias[:, None]], dim=1)
+        self._search = items.contiguous()
         self._unrankable = None
         if not self.model.has_text:  # an ID-only model cannot score items it never trained on
             rows = self._id_rows(self.item_ids)
@@ -262,6 +267,8 @@ class Recommender:
         return self._top_k(users, k, seen)
 
     def _top_k(self, users: torch.Tensor, k: int, exclude: list[list[int]]):
+        if self.model.item_bias is not None:
+            users = torch.cat([users, torch.ones(len(users), 1, dtype=users.dtype, device=users.device)], dim=1)
         if self._faiss is not None:
             extra = max((len(e) for e in exclude), default=0)
             scores, idx = self._faiss.search(users.cpu().numpy().astype("float32"), min(len(self), k + extra))

@@ -1,0 +1,140 @@
+"""Choose defaults on validation: run recipes/train.py once per variant and rank the variants by validation NDCG@10.
+
+    python scripts/select_on_validation.py --grid loss_ml100k
+    python scripts/select_on_validation.py --grid loss_ml100k --only idonly_full --minutes 2
+
+A grid is a list of variants, each a config plus overrides. Every run trains under the same wall-clock budget
+(`--minutes`, evaluation excluded; or, on a shared machine where wall-clock budgets are not comparable, an epoch
+budget `--epochs` with `--minutes 0`) with early stopping on validation (`--patience`); the ranking and any
+decision use the validation column only. Test metrics are written too, for the record, and must not be used to choose.
+Finished runs are reused (their metrics.json); JSON rows and a markdown table go to
+docs/benchmarks/selection_<grid>.{json,md}, rewritten after every run so that partial results survive.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "recipes" / "configs"
+TEXT_ONLY = ["model.id_embedding=false"]
+GRIDS = {
+    # The loss and fusion questions of the text-quality issue, on frozen MiniLM and ID-only models alike:
+    # sampled softmax (inclusion-probability logQ) vs exact full softmax, with and without a per-item bias.
+    "loss_ml100k": {
+        # most informative first: a run that the session's end cuts off leaves the earlier rows
+        "textid_full_bias": ("ml100k_minilm_frozen.yaml", ["model.item_bias=true"]),
+        "textid_sampled": ("ml100k_minilm_frozen.yaml", ["training.full_softmax_items=0"]),
+        "text_full_bias": ("ml100k_minilm_frozen.yaml", [*TEXT_ONLY, "model.item_bias=true"]),
+        "text_sampled": ("ml100k_minilm_frozen.yaml", [*TEXT_ONLY, "training.full_softmax_items=0"]),
+        "idonly_full_bias": ("ml100k_idonly.yaml", ["model.item_bias=true"]),
+        "idonly_sampled": ("ml100k_idonly.yaml", ["training.full_softmax_items=0"]),
+        "textid_full": ("ml100k_minilm_frozen.yaml", []),
+        "text_full": ("ml100k_minilm_frozen.yaml", TEXT_ONLY),
+        "idonly_full": ("ml100k_idonly.yaml", []),
+    },
+}
+
+
+def run(name: str, config: str, overrides: list[str], out: Path, minutes: float, budget: list[str]) -> dict:
+    metrics = out / name / "metrics.json"
+    if metrics.is_file():
+        print(f"[{name}] reusing {metrics}", flush=True)
+        return json.loads(metrics.read_text())
+    cmd = [
+        sys.executable,
+        str(ROOT / "recipes" / "train.py"),
+        "--config",
+        str(CONFIGS / config),
+        f"training.output_dir={out / name}",
+        f"training.max_train_minutes={minutes}",
+        "training.progress=false",
+        *budget,
+        *overrides,
+    ]
+    print(f"[{name}] {' '.join(cmd)}", flush=True)
+    started = time.perf_counter()
+    with open(out / f"{name}.log", "w") as log:
+        proc = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        raise SystemExit(f"[{name}] failed ({proc.returncode}); see {out / f'{name}.log'}")
+    print(f"[{name}] done in {time.perf_counter() - started:.0f}s", flush=True)
+    return json.loads(metrics.read_text())
+
+
+def row(name: str, config: str, overrides: list[str], summary: dict) -> dict:
+    test = summary["results"]["test_mask=True"]
+    return {
+        "variant": name,
+        "config": config,
+        "overrides": overrides,
+        "valid_ndcg@10": summary["best_valid_ndcg@10"],
+        "test_ndcg@10": test["ndcg@10"],
+        "epochs": summary["epochs"],
+        "train_seconds": summary["train_seconds"],
+        "stopped": summary["stopped"],
+    }
+
+
+def write(rows: list[dict], meta: dict, stem: Path) -> None:
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    lines = [
+        f"Selection grid `{meta['grid']}`: budget per run {meta['minutes']} min (0: none), epochs "
+        f"{meta['epochs'] or 'of the config'}, patience {meta['patience'] or 'of the config'}; {meta['machine']}, "
+        f"{meta['date']}.",
+        f"Command: `{meta['command']}`. Rank by validation; test is recorded only.",
+        "",
+        "| variant | overrides | valid NDCG@10 | test NDCG@10 | epochs | train s | stopped |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(rows, key=lambda r: -r["valid_ndcg@10"]):
+        lines.append(
+            f"| {r['variant']} | {' '.join(r['overrides']) or '-'} | {r['valid_ndcg@10']:.4f} | "
+            f"{r['test_ndcg@10']:.4f} | {r['epochs']:.1f} | {r['train_seconds']:.0f} | {r['stopped']} |"
+        )
+    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--grid", required=True, choices=sorted(GRIDS))
+    parser.add_argument("--only", action="append", help="run only these variants (repeatable)")
+    parser.add_argument("--minutes", type=float, default=4.0, help="training budget per run")
+    parser.add_argument("--epochs", type=int, default=None, help="epoch budget per run (default: the config's)")
+    parser.add_argument("--patience", type=int, default=None, help="early-stopping patience (default: the config's)")
+    parser.add_argument("--out", default="outputs/selection")
+    args = parser.parse_args()
+    import torch
+
+    meta = {
+        "grid": args.grid,
+        "minutes": args.minutes,
+        "epochs": args.epochs,
+        "patience": args.patience,
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, CPU only",
+        "command": "python scripts/select_on_validation.py " + " ".join(sys.argv[1:]),
+    }
+    out = ROOT / args.out / args.grid
+    out.mkdir(parents=True, exist_ok=True)
+    budget = [f"training.epochs={args.epochs}"] if args.epochs else []
+    budget += [f"training.patience={args.patience}"] if args.patience else []
+    rows = []
+    for name, (config, overrides) in GRIDS[args.grid].items():
+        if args.only and name not in args.only:
+            continue
+        rows.append(row(name, config, overrides, run(name, config, overrides, out, args.minutes, budget)))
+        write(rows, meta, ROOT / "docs" / "benchmarks" / f"selection_{args.grid}")
+    best = max(rows, key=lambda r: r["valid_ndcg@10"])
+    print(f"best on validation: {best['variant']} ({best['valid_ndcg@10']:.4f})")
+
+
+if __name__ == "__main__":
+    main()
