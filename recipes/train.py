@@ -25,7 +25,7 @@ from accelerate.logging import get_logger
 from accelerate.utils import set_seed
 
 from textrec.build import build_model, history_text, item_template, item_tokens
-from textrec.config import DataConfig, ModelConfig, config_to_dict, load_config
+from textrec.config import DataConfig, ModelConfig, config_help, config_to_dict, load_config
 from textrec.data import load_data
 from textrec.engine import (
     LoopConfig,
@@ -76,7 +76,9 @@ SECTIONS = {"data": DataConfig, "model": ModelConfig, "training": TrainingConfig
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, epilog=config_help(SECTIONS), formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", required=True, help="YAML file under recipes/configs/")
     args, overrides = parser.parse_known_args()
     return load_config(SECTIONS, args.config, overrides)
@@ -145,7 +147,7 @@ def main():
     # 4. Test: the best validation model, read once, both mask variants; popularity for reference
     text = compute_text_vectors(model, tokens, train_cfg.eval_batch_size, accelerator, None) if tokens else None
     vectors = compute_item_vectors(model, text, data.num_items)
-    results = {}
+    results, ranks = {}, {}
     for mask in (True, False):
         results[f"test_mask={mask}"] = evaluate(
             model,
@@ -156,7 +158,9 @@ def main():
             history_text=hist_text,
             accelerator=accelerator,
             with_ratings=train_cfg.loss == "mse",
+            return_ranks=True,
         )
+        ranks[f"test_mask={mask}"] = results[f"test_mask={mask}"].pop("ranks")  # per event, for paired statistics
         results[f"popularity_mask={mask}"] = evaluate_scores(
             popularity_scores(split.train, data.num_items), split.test, mask_history=mask
         )
@@ -196,6 +200,7 @@ def main():
             },
         )
         atomic_write_text(output_dir / "metrics.json", json.dumps(summary, indent=2))
+        atomic_write_text(output_dir / "ranks.json", json.dumps({"events": [e.user for e in split.test], **ranks}))
         _plot_curve(result.curve, output_dir / "curves.png")
         print(_summary_table(summary))
         print(f"model: {output_dir / 'model'}  metrics: {output_dir / 'metrics.json'}")

@@ -1,0 +1,285 @@
+"""Benchmark on MovieLens under protocol E1 (both mask variants): popularity, ID-only and the text models, 3 seeds.
+
+    python scripts/prepare_movielens.py && python scripts/benchmark_movielens.py --dataset ml-100k
+    python scripts/prepare_movielens.py --dataset ml-1m
+    python scripts/benchmark_movielens.py --dataset ml-1m --seeds 0
+    python scripts/benchmark_movielens.py --dataset ml-100k --only id_only --only text_frozen --seeds 0 1 2
+    python scripts/benchmark_movielens.py --dataset ml-100k --budget-scale 4     # longer budgets (e.g. on a GPU)
+
+Every run is recipes/train.py with its config's budget (`training.max_train_minutes` and `training.epochs`, times
+--budget-scale for the minutes; evaluation is not part of the budget) and early stopping on validation; the same
+leave-one-out split for every seed (the seed changes initialisation and batch order). Finished runs are reused
+(delete a run folder or pass --force to redo one), and the JSON and markdown are rewritten after every run, so a
+cut-off benchmark keeps what it finished.
+
+Output (`docs/benchmarks/<dataset>.json`): one row per run and mask variant (`dataset`, `model`, `seed`,
+`mask_history`, `ndcg@10`, `recall@10`, `mrr@10`, `epochs`, `train_seconds`, `trainable_params`, ...), a summary
+row per model and mask (`seeds`, `ndcg@10_mean`, `ndcg@10_sd`), and paired bootstrap 95% intervals (1,000
+resamples of test events; per-event NDCG@10 averaged over the seeds both models share) for the best text model
+against ID-only and for LoRA against frozen. Best = highest mean validation NDCG@10, never test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from textrec.metrics import ndcg_per_event, paired_bootstrap  # noqa: E402
+
+RUNS = {
+    # dataset: {name: (model label, config, extra overrides, kind)}; kind: id | text_frozen | text_lora | text
+    "ml-100k": {
+        "id_only": ("textrec ID-only (sequence)", "ml100k_idonly.yaml", [], "id"),
+        "text_frozen": ("MiniLM frozen + ids, sequence user", "ml100k_minilm_frozen.yaml", [], "text_frozen"),
+        "text_lora": ("MiniLM + LoRA + ids, sequence user", "ml100k_minilm.yaml", [], "text_lora"),
+        "text_user": ("MiniLM + LoRA, text user tower", "ml100k_minilm_text_user.yaml", [], "text"),
+        "smollm2_frozen": ("SmolLM2-135M frozen + ids, sequence user", "ml100k_smollm2.yaml", [], "text"),
+    },
+    "ml-1m": {
+        "id_only": ("textrec ID-only (sequence)", "ml1m_idonly.yaml", [], "id"),
+        "text_frozen": ("MiniLM frozen + ids, sequence user", "ml1m_minilm_frozen.yaml", [], "text_frozen"),
+        "text_lora": (
+            "MiniLM + LoRA + ids, sequence user",
+            "ml1m_minilm_frozen.yaml",
+            ["model.train_mode=lora"],
+            "text_lora",
+        ),
+    },
+}
+METRICS = ("ndcg@10", "recall@10", "mrr@10", "ndcg@20", "recall@20", "mrr@20")
+
+
+def run_config(dataset, name, seed, out_root, scale, force, launcher) -> tuple[dict, dict]:
+    label, config, overrides, _ = RUNS[dataset][name]
+    out = out_root / f"{name}_seed{seed}"
+    metrics_path, ranks_path = out / "metrics.json", out / "ranks.json"
+    if metrics_path.is_file() and ranks_path.is_file() and not force:
+        print(f"[{name} seed {seed}] reusing {metrics_path}", flush=True)
+        return json.loads(metrics_path.read_text()), json.loads(ranks_path.read_text())
+    if out.exists():  # a forced or unfinished run starts clean (no resuming from an older code's checkpoints)
+        shutil.rmtree(out)
+    cfg = yaml.safe_load((ROOT / "recipes" / "configs" / config).read_text())
+    budget = float(cfg["training"].get("max_train_minutes", 0)) * scale
+    cmd = launcher + [
+        str(ROOT / "recipes" / "train.py"),
+        "--config",
+        str(ROOT / "recipes" / "configs" / config),
+        f"training.output_dir={out}",
+        f"training.max_train_minutes={budget}",
+        f"training.seed={seed}",
+        "training.progress=false",
+        *overrides,
+    ]
+    print(f"[{name} seed {seed}] {' '.join(cmd)}", flush=True)
+    started = time.perf_counter()
+    out_root.mkdir(parents=True, exist_ok=True)
+    with open(out_root / f"{name}_seed{seed}.log", "w") as log:
+        proc = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        raise SystemExit(f"[{name} seed {seed}] failed ({proc.returncode}); see {out_root}/{name}_seed{seed}.log")
+    print(f"[{name} seed {seed}] done in {time.perf_counter() - started:.0f}s", flush=True)
+    return json.loads(metrics_path.read_text()), json.loads(ranks_path.read_text())
+
+
+def run_rows(dataset: str, name: str, seed: int, summary: dict) -> list[dict]:
+    label, _, _, kind = RUNS[dataset][name]
+    return [
+        {
+            "dataset": dataset,
+            "model": label,
+            "run": name,
+            "kind": kind,
+            "seed": seed,
+            "mask_history": mask,
+            **{k: summary["results"][f"test_mask={mask}"][k] for k in METRICS},
+            "n_events": summary["results"][f"test_mask={mask}"]["n_events"],
+            "best_valid_ndcg@10": summary["best_valid_ndcg@10"],
+            "epochs": summary["epochs"],
+            "stopped": summary["stopped"],
+            "train_seconds": summary["train_seconds"],
+            "epoch_seconds": summary["epoch_seconds"],
+            "examples_per_second": summary["examples_per_second"],
+            "trainable_params": summary["trainable_params"],
+            "peak_memory_mb": summary.get("peak_memory_mb"),
+            "budget_minutes": summary["config"]["training"]["max_train_minutes"],
+        }
+        for mask in (True, False)
+    ]
+
+
+def popularity_rows(dataset: str, summary: dict) -> list[dict]:
+    return [
+        {
+            "dataset": dataset,
+            "model": "popularity",
+            "run": "popularity",
+            "kind": "popularity",
+            "seed": None,
+            "mask_history": mask,
+            **{k: summary["results"][f"popularity_mask={mask}"][k] for k in METRICS},
+            "n_events": summary["results"][f"popularity_mask={mask}"]["n_events"],
+            "epochs": 0,
+            "train_seconds": 0.0,
+            "trainable_params": 0,
+        }
+        for mask in (True, False)
+    ]
+
+
+def summaries(rows: list[dict]) -> list[dict]:
+    out = []
+    for run in dict.fromkeys(r["run"] for r in rows if r["kind"] != "popularity"):
+        for mask in (True, False):
+            rs = [r for r in rows if r["run"] == run and r["mask_history"] == mask]
+            values = [r["ndcg@10"] for r in rs]
+            valid = [r["best_valid_ndcg@10"] for r in rs]
+            out.append(
+                {
+                    "summary": True,
+                    "dataset": rs[0]["dataset"],
+                    "model": rs[0]["model"],
+                    "run": run,
+                    "kind": rs[0]["kind"],
+                    "mask_history": mask,
+                    "seeds": [r["seed"] for r in rs],
+                    "ndcg@10_mean": statistics.fmean(values),
+                    "ndcg@10_sd": statistics.stdev(values) if len(values) > 1 else None,
+                    "recall@10_mean": statistics.fmean(r["recall@10"] for r in rs),
+                    "mrr@10_mean": statistics.fmean(r["mrr@10"] for r in rs),
+                    "valid_ndcg@10_mean": statistics.fmean(valid),
+                    "train_seconds_mean": statistics.fmean(r["train_seconds"] for r in rs),
+                    "epochs_mean": statistics.fmean(r["epochs"] for r in rs),
+                }
+            )
+    return out
+
+
+def comparisons(summary_rows: list[dict], ranks: dict) -> list[dict]:
+    """Paired bootstrap (events) of per-event NDCG@10 averaged over the seeds both runs share."""
+
+    def best(kinds):  # chosen on validation (masked variant), never on test
+        rows = [s for s in summary_rows if s["kind"] in kinds and s["mask_history"]]
+        return max(rows, key=lambda s: s["valid_ndcg@10_mean"])["run"] if rows else None
+
+    pairs = [
+        ("best text vs ID-only", best({"text_frozen", "text_lora", "text"}), "id_only"),
+        ("LoRA vs frozen", "text_lora", "text_frozen"),
+    ]
+    out = []
+    for label, a, b in pairs:
+        seeds = sorted({s for r, s in ranks if r == a} & {s for r, s in ranks if r == b})
+        if a is None or a == b or not seeds:
+            continue
+        for mask in (True, False):
+            key = f"test_mask={mask}"
+
+            def per_event(run, key=key, seeds=seeds):
+                return sum(ndcg_per_event(ranks[(run, s)][key]) for s in seeds) / len(seeds)
+
+            out.append(
+                {
+                    "comparison": label,
+                    "a": a,
+                    "b": b,
+                    "mask_history": mask,
+                    "seeds": seeds,
+                    **paired_bootstrap(per_event(a), per_event(b)),
+                }
+            )
+    return out
+
+
+def markdown(rows, summary_rows, comps, meta) -> str:
+    lines = [
+        f"{meta['dataset']}, protocol E1 (leave-one-out, full ranking, pessimistic ties). {meta['machine']}, "
+        f"{meta['date']}. Command: `{meta['command']}`",
+        "",
+        "| model | mask_history | NDCG@10 mean | sd | seeds | Recall@10 | MRR@10 | valid NDCG@10 | epochs | train s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for mask in (True, False):
+        for r in (r for r in rows if r["kind"] == "popularity" and r["mask_history"] == mask):
+            lines.append(
+                f"| popularity | {mask} | {r['ndcg@10']:.4f} | - | - | {r['recall@10']:.4f} | "
+                f"{r['mrr@10']:.4f} | - | 0 | 0 |"
+            )
+        for s in (s for s in summary_rows if s["mask_history"] == mask):
+            sd = f"{s['ndcg@10_sd']:.4f}" if s["ndcg@10_sd"] is not None else "-"
+            lines.append(
+                f"| {s['model']} | {mask} | {s['ndcg@10_mean']:.4f} | {sd} | {len(s['seeds'])} | "
+                f"{s['recall@10_mean']:.4f} | {s['mrr@10_mean']:.4f} | {s['valid_ndcg@10_mean']:.4f} | "
+                f"{s['epochs_mean']:.1f} | {s['train_seconds_mean']:.0f} |"
+            )
+    if comps:
+        lines += [
+            "",
+            "| comparison | a | b | mask_history | seeds | difference [95% CI] | ratio [95% CI] |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for c in comps:
+            lines.append(
+                f"| {c['comparison']} | {c['a']} | {c['b']} | {c['mask_history']} | {len(c['seeds'])} | "
+                f"{c['mean_difference']:+.4f} [{c['difference_low']:+.4f}, {c['difference_high']:+.4f}] | "
+                f"{c['ratio']:.3f} [{c['ratio_low']:.3f}, {c['ratio_high']:.3f}] |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="ml-100k", choices=sorted(RUNS))
+    parser.add_argument("--only", action="append", help="run only these (repeatable); finished others still count")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--budget-scale", type=float, default=1.0, help="multiply every training budget")
+    parser.add_argument("--out", default=None, help="run folders (default: outputs/bench_<dataset>)")
+    parser.add_argument("--force", action="store_true", help="redo runs that already finished")
+    parser.add_argument("--launcher", default=sys.executable, help="e.g. 'accelerate launch --num_processes 1'")
+    args = parser.parse_args()
+    import torch
+
+    stem = args.dataset.replace("-", "")
+    out_root = ROOT / (args.out or f"outputs/bench_{stem}")
+    meta = {
+        "dataset": args.dataset,
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads"
+        + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", CPU only"),
+        "command": "python scripts/benchmark_movielens.py " + " ".join(sys.argv[1:]),
+        "torch": torch.__version__,
+        "budget_scale": args.budget_scale,
+    }
+    rows, ranks, popularity = [], {}, None
+    for seed in args.seeds:  # seed-major: a cut-off benchmark has every model at the first seeds
+        for name in RUNS[args.dataset]:
+            done = (out_root / f"{name}_seed{seed}" / "ranks.json").is_file()
+            if args.only and name not in args.only and not done:
+                continue
+            force = args.force and (not args.only or name in args.only)
+            summary, ranks[(name, seed)] = run_config(
+                args.dataset, name, seed, out_root, args.budget_scale, force, args.launcher.split()
+            )
+            popularity = popularity or popularity_rows(args.dataset, summary)
+            rows.extend(run_rows(args.dataset, name, seed, summary))
+            summary_rows = summaries(rows)
+            comps = comparisons(summary_rows, ranks)
+            doc = {"meta": meta, "rows": popularity + rows, "summary": summary_rows, "comparisons": comps}
+            Path(ROOT / "docs/benchmarks").mkdir(parents=True, exist_ok=True)
+            (ROOT / f"docs/benchmarks/{stem}.json").write_text(json.dumps(doc, indent=2) + "\n")
+            table = markdown(popularity + rows, summary_rows, comps, meta)
+            (ROOT / f"docs/benchmarks/{stem}.md").write_text(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
