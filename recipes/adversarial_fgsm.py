@@ -25,7 +25,7 @@ from accelerate.utils import set_seed
 
 from textrec.adversarial import perturbation, random_perturbation
 from textrec.build import build_model, item_template, item_tokens
-from textrec.config import DataConfig, ModelConfig, config_to_dict, load_config
+from textrec.config import DataConfig, ModelConfig, config_help, config_to_dict, load_config
 from textrec.data import load_data
 from textrec.engine import LoopConfig, Validation, WindowExamples, fit, make_accelerator
 from textrec.evaluation import compute_item_vectors, compute_text_vectors, evaluate, evaluate_scores
@@ -77,7 +77,9 @@ SECTIONS = {"data": DataConfig, "model": ModelConfig, "adversarial": Adversarial
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, epilog=config_help(SECTIONS), formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", required=True, help="YAML file under recipes/configs/")
     args, overrides = parser.parse_known_args()
     return load_config(SECTIONS, args.config, overrides)

@@ -29,7 +29,7 @@ import torch
 from accelerate.utils import set_seed
 
 from textrec.build import build_model, item_template, item_tokens
-from textrec.config import DataConfig, ModelConfig, config_to_dict, load_config
+from textrec.config import DataConfig, ModelConfig, config_help, config_to_dict, load_config
 from textrec.data import RecData, load_data
 from textrec.engine import LoopConfig, Validation, WindowExamples, fit, make_accelerator
 from textrec.evaluation import (
@@ -100,7 +100,9 @@ SECTIONS = {"data": DataConfig, "model": ModelConfig, "transfer": TransferConfig
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, epilog=config_help(SECTIONS), formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", required=True, help="YAML file under recipes/configs/")
     args, overrides = parser.parse_known_args()
     return load_config(SECTIONS, args.config, overrides)

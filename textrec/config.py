@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import textwrap
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -269,3 +270,46 @@ def load_config(
 
 def config_to_dict(configs: Mapping[str, object]) -> dict:
     return {name: dataclasses.asdict(cfg) for name, cfg in configs.items()}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Documentation: a recipe's --help and docs/configs.md, from the dataclasses
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _fields(cls: type) -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(cls) if f.init]
+
+
+def _type_name(f: dataclasses.Field) -> str:
+    return f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+
+
+def _default_text(f: dataclasses.Field) -> str:
+    """A field's default as it would be written in YAML (`null`, `true`, `[]`, `'{title}'`), or `required`."""
+    if f.default is not dataclasses.MISSING:
+        value = f.default
+    elif f.default_factory is not dataclasses.MISSING:
+        value = f.default_factory()
+    else:
+        return "required"
+    text = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
+    return text.removesuffix("...").strip()
+
+
+def _summary(cls: type) -> str:
+    return " ".join((cls.__doc__ or "").split())
+
+
+def config_help(sections: Mapping[str, type]) -> str:
+    """Every field of every section with its type, default and help text: a recipe's `--help` epilog."""
+    lines = ["config fields (set in the YAML file, or override as section.field=value / --section.field value):"]
+    for section, cls in sections.items():
+        lines += ["", textwrap.fill(f"{section}: {_summary(cls)}", 116, subsequent_indent="  ")]
+        for f in _fields(cls):
+            lines.append(f"  {section}.{f.name}: {_type_name(f)} = {_default_text(f)}")
+            help_text = f.metadata.get("help", "")
+            if help_text:
+                lines.append(textwrap.fill(help_text, 116, initial_indent=" " * 6, subsequent_indent=" " * 6))
+    return "\n".join(lines)
+
