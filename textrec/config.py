@@ -313,3 +313,46 @@ def config_help(sections: Mapping[str, type]) -> str:
                 lines.append(textwrap.fill(help_text, 116, initial_indent=" " * 6, subsequent_indent=" " * 6))
     return "\n".join(lines)
 
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _prose(text: str) -> str:
+    """Text as Markdown prose: `<name>` would otherwise be read as an HTML tag."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def config_markdown(recipes: Mapping[str, Mapping[str, type]]) -> str:
+    """docs/configs.md: per recipe (name -> its sections), a table of every section's fields with type, default and
+    help. A section class shared by several recipes is documented once and linked from the others."""
+    lines = [
+        "# Recipe configuration reference",
+        "",
+        "Generated from the config dataclasses by `python scripts/configs_doc.py > docs/configs.md`; do not edit by",
+        "hand. Every field is set in a recipe's YAML file (`recipes/configs/`) or overridden on the command line as",
+        "`section.field=value` (or `--section.field value`); unknown keys are errors. `python recipes/<recipe>.py",
+        "--help` and `textrec run <recipe> --help` print the same.",
+    ]
+    documented: dict[type, tuple[str, str]] = {}  # section class -> (where it is documented, its anchor)
+    for recipe, sections in recipes.items():
+        lines += ["", f"## recipes/{recipe}.py", ""]
+        lines += [f"Sections: {', '.join(f'`{name}`' for name in sections)}."]
+        for section, cls in sections.items():
+            anchor = f"{recipe}-{section}".replace("_", "-")
+            lines += ["", f'<a id="{anchor}"></a>', f"### `{section}` ({cls.__name__})", ""]
+            if cls in documented:
+                where, target = documented[cls]
+                lines.append(f"The same fields as [{where}](#{target}).")
+                continue
+            documented[cls] = (f"`{section}` of recipes/{recipe}.py", anchor)
+            lines += [_prose(_summary(cls)), "", "| field | type | default | help |", "|---|---|---|---|"]
+            for f in _fields(cls):
+                cells = [
+                    f"`{section}.{f.name}`",
+                    f"`{_type_name(f)}`",
+                    f"`{_default_text(f)}`",
+                    _prose(f.metadata.get("help", "")),
+                ]
+                lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
