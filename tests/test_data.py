@@ -237,3 +237,61 @@ def test_common_file_shapes_are_read(tmp_path):
 def test_broken_files_name_the_file(tmp_path, content, suffix, message):
     with pytest.raises(DataError, match=message):
         _tabular(tmp_path, content, suffix=suffix)
+
+
+def _recbole_text(tmp_path, inter_text: str):
+    folder = tmp_path / "toy"
+    folder.mkdir(exist_ok=True)
+    (folder / "toy.inter").write_bytes(inter_text.encode("utf-8"))
+    (folder / "toy.item").write_text(ITEM_HEADER + "".join("\t".join(r) + "\n" for r in ITEMS))
+    return folder
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "\ufeff" + INTER_HEADER + "10\t1\t4\t100\n\n11\t2\t5\t99\r\n10\t2\t3\t101\r",  # BOM, blank line, CR endings
+        INTER_HEADER + " 10 \t1\t4\t 100\n11\t2\t5\t99\n10\t 2\t3\t1_01\n",  # text Arrow's parser refuses
+        "\n\n" + INTER_HEADER + "10\t1\t4\t1e2\n11\t2\t5.0\t99\n\n\n10\t2\t3\t101.0",
+    ],
+)
+def test_tab_separated_files_read_by_arrow_equal_the_row_reader(tmp_path, body):
+    """The pyarrow reader and the csv-module reader give the same RecData (ids stripped, Python's float rules)."""
+    from textrec import data as data_module
+
+    folder = _recbole_text(tmp_path, body)
+    fast = load_recbole(folder)
+    table = data_module._recbole_header(data_module._read_rows(folder / "toy.inter", "\t", None))
+    items = data_module._recbole_header(data_module._read_rows(folder / "toy.item", "\t", None))
+    slow = data_module.build_recdata(table, items)
+    assert fast.interactions.to_dict() == slow.interactions.to_dict()
+    assert fast.interactions["user_id"] == ["10", "11", "10"]
+    assert fast.interactions["timestamp"] == [100.0, 99.0, 101.0]
+
+
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        (
+            "10\t1\t4\t100\n\n\n10\t1\t4\t100.0\n",
+            r"duplicate interaction \(user '10', item '1', timestamp 100.0\) at "
+            r"line 2 and line 5",
+        ),
+        ("10\t1\t4\t100\n11\t1\t4\t5\n\n11\t 1\t4\t5\n10\t1\t4\t100\n", r"at line 3 and line 5"),
+        ("10\t1\t4\t100\n\n \t2\t4\t5\n", r"toy\.inter, line 4: field 'user_id' is empty"),
+        ("10\t1\t4\t100\n\n11\t2\t4\tnan\n", r"toy\.inter, line 4: field 'timestamp' is empty or NaN"),
+        ("10\t1\t4\t100\n11\t2\tinf\t5\n", r"toy\.inter, line 3: field 'rating' is infinite or too large: 'inf'"),
+        ("10\t1\t4\t100\n\n11\t3\t4\t5\n", r"toy\.inter, line 4: field 'item_id': unknown item id '3'"),
+        ("10\t1\t4\t100\n\n11\t2\t4\n", r"toy\.inter, line 4: expected 4 fields, found 3"),
+    ],
+)
+def test_tab_separated_errors_name_the_true_line(tmp_path, rows, message):
+    with pytest.raises(DataError, match=message):
+        load_recbole(_recbole_text(tmp_path, INTER_HEADER + rows))
+
+
+def test_tab_separated_bad_utf8_is_named(tmp_path):
+    folder = _recbole_text(tmp_path, INTER_HEADER)
+    (folder / "toy.inter").write_bytes(INTER_HEADER.encode() + b"1\xff\t1\t4\t100\n")
+    with pytest.raises(DataError, match=r"toy\.inter: not valid utf-8 text"):
+        load_recbole(folder)

@@ -6,11 +6,17 @@ field; nothing is dropped silently. Supported layouts:
 * RecBole atomic files (`<name>.inter`, `<name>.item`, headers like `item_id:token`),
 * GroupLens' original MovieLens-100k (`u.data`, `u.item`, `u.genre`),
 * generic CSV / TSV / JSONL / Parquet with a column mapping.
+
+Tab-separated files (RecBole, `u.data`, `.tsv`) are parsed by pyarrow's CSV reader and validated column-wise with
+Arrow / numpy; any file pyarrow cannot read exactly as the `csv` module would (a wrong field count, bad UTF-8, an
+empty file) is read again by the careful row-by-row reader, which raises the precise error. Line numbers are
+counted only when an error needs one.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +25,8 @@ from pathlib import Path
 
 import datasets
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 INTERACTION_COLUMNS = ("user_id", "item_id", "timestamp")
 
@@ -42,7 +50,7 @@ class RecData:
 
     @cached_property
     def item_ids(self) -> list[str]:
-        return list(self.items["item_id"])
+        return _arrow_table(self.items).column("item_id").to_pylist()
 
     @cached_property
     def item_index(self) -> dict[str, int]:
@@ -62,23 +70,54 @@ class RecData:
 
     @cached_property
     def arrays(self) -> InteractionArrays:
-        """Integer-coded interactions (users numbered by first appearance), for fast splitting and batching."""
-        table = self.interactions
-        user_ids, user_codes = np.unique(np.asarray(table["user_id"], dtype=object), return_inverse=True)
-        index = self.item_index
-        items = np.fromiter((index[i] for i in table["item_id"]), dtype=np.int64, count=len(table))
-        ratings = np.asarray(table["rating"], dtype=np.float64) if self.has_ratings else None
+        """Integer-coded interactions, for fast splitting and batching. User codes follow the sorted user ids
+        (`user_ids[code]`); item codes are rows of the catalogue."""
+        table = _arrow_table(self.interactions)
+        user_codes, user_ids = _sorted_codes(table.column("user_id"))
+        ratings = _float64(table.column("rating")) if self.has_ratings else None
         return InteractionArrays(
-            users=user_codes.astype(np.int64),
-            items=items,
-            timestamps=np.asarray(table["timestamp"], dtype=np.float64),
+            users=user_codes,
+            items=self._item_codes(table.column("item_id")),
+            timestamps=_float64(table.column("timestamp")),
             ratings=ratings,
             user_ids=[str(u) for u in user_ids],
         )
 
+    def _item_codes(self, column: pa.ChunkedArray) -> np.ndarray:
+        """Catalogue row of every interaction's item (the last row, as `item_index`, if an id repeats)."""
+        catalogue = _arrow_table(self.items).column("item_id").combine_chunks()
+        try:
+            found = pc.index_in(column, value_set=catalogue[::-1])  # reversed: the last occurrence wins
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # mixed id types: compare as Python values
+            index = self.item_index
+            return np.fromiter((index[i] for i in column.to_pylist()), dtype=np.int64, count=len(column))
+        if found.null_count:
+            raise KeyError(column[int(np.flatnonzero(found.is_null().to_numpy(zero_copy_only=False))[0])].as_py())
+        return len(catalogue) - 1 - found.to_numpy().astype(np.int64)
+
     def select_interactions(self, rows: Sequence[int] | np.ndarray) -> RecData:
         """The same catalogue with a subset of the interaction rows (kept in the given order)."""
-        return RecData(self.interactions.select(list(map(int, rows))), self.items, self.source)
+        taken = _arrow_table(self.interactions).take(pa.array(np.asarray(rows, dtype=np.int64).reshape(-1)))
+        return RecData(datasets.Dataset(taken, info=self.interactions.info.copy()), self.items, self.source)
+
+
+def _arrow_table(dataset: datasets.Dataset) -> pa.Table:
+    """A Dataset's rows as one Arrow table (its selection applied), without a Python object per row."""
+    return dataset.with_format("arrow")[:]
+
+
+def _float64(column: pa.ChunkedArray) -> np.ndarray:
+    return np.asarray(column.to_numpy(), dtype=np.float64)
+
+
+def _sorted_codes(column: pa.ChunkedArray) -> tuple[np.ndarray, list]:
+    """(codes, values): `values` are the distinct values in sorted order and `values[codes[i]]` is row i's value
+    (what `np.unique(..., return_inverse=True)` gives, without a Python object per row)."""
+    encoded = column.combine_chunks().dictionary_encode()
+    order = pc.sort_indices(encoded.dictionary).to_numpy()  # strings: UTF-8 byte order = code point order
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return rank[encoded.indices.to_numpy()], encoded.dictionary.take(pa.array(order)).to_pylist()
 
 
 @dataclass(frozen=True)
@@ -127,9 +166,18 @@ def _require_columns(table: _Table, required: Sequence[str]) -> None:
         raise DataError(f"{table.path}: missing column {missing[0]!r} (columns found: {sorted(table.columns)})")
 
 
+def _values(column) -> list:
+    """A column as Python values (Arrow columns are converted; lists are returned as they are)."""
+    return column.to_pylist() if isinstance(column, (pa.Array, pa.ChunkedArray)) else column
+
+
+def _is_text_column(column) -> bool:
+    return isinstance(column, (pa.Array, pa.ChunkedArray)) and pa.types.is_string(column.type)
+
+
 def _as_float(table: _Table, name: str) -> list[float]:
     out = []
-    for row, value in enumerate(table.columns[name]):
+    for row, value in enumerate(_values(table.columns[name])):
         if isinstance(value, bool):
             raise DataError(f"{table.where(row)}: field {name!r} is a boolean, not a number: {value!r}")
         try:
@@ -144,9 +192,24 @@ def _as_float(table: _Table, name: str) -> list[float]:
     return out
 
 
+def _float_column(table: _Table, name: str) -> np.ndarray:
+    """`_as_float` as a float64 array. Text columns are parsed by Arrow, which accepts a subset of what Python's
+    `float` does and rounds alike; anything else (text Arrow refuses, NaN, infinity, non-text values) goes through
+    `_as_float`, which converts it or raises the row's error."""
+    column = table.columns[name]
+    if _is_text_column(column):
+        try:
+            numbers = np.asarray(pc.cast(column, pa.float64()).to_numpy(), dtype=np.float64)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            numbers = None
+        if numbers is not None and np.isfinite(numbers).all():
+            return numbers
+    return np.asarray(_as_float(table, name), dtype=np.float64)
+
+
 def _as_id(table: _Table, name: str) -> list[str]:
     out = []
-    for row, value in enumerate(table.columns[name]):
+    for row, value in enumerate(_values(table.columns[name])):
         missing = value is None or (isinstance(value, float) and math.isnan(value))
         text = "" if missing else str(value).strip()
         if isinstance(value, float) and value.is_integer():
@@ -157,6 +220,23 @@ def _as_id(table: _Table, name: str) -> list[str]:
     return out
 
 
+def _id_column(table: _Table, name: str) -> pa.Array:
+    """`_as_id` as an Arrow string array. A text column is checked once per distinct value (ids repeat a lot)."""
+    column = table.columns[name]
+    if not _is_text_column(column) or column.null_count:
+        return pa.array(_as_id(table, name), pa.string())
+    encoded = (column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column).dictionary_encode()
+    values = encoded.dictionary.to_pylist()
+    texts = [v.strip() for v in values]
+    empty = np.array([not t for t in texts], dtype=bool)
+    if len(empty) and empty.any():
+        row = int(np.argmax(empty[encoded.indices.to_numpy()]))
+        raise DataError(f"{table.where(row)}: field {name!r} is empty")
+    if texts == values:
+        return encoded.dictionary.take(encoded.indices)
+    return pa.array(texts, pa.string()).take(encoded.indices)
+
+
 def _text(value) -> str:
     """A catalogue field as text: a missing value (None, NaN) is the empty text, never "nan"."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -164,17 +244,31 @@ def _text(value) -> str:
     return str(value)
 
 
-def _refuse_duplicate_events(inter: _Table, columns: Mapping[str, list]) -> None:
+def _refuse_duplicate_events(inter: _Table, columns: Mapping[str, pa.Array | np.ndarray]) -> None:
     """The same (user, item, timestamp) twice is refused: one copy could be a test target while its twin sits in
-    the history. Remove the duplicates in the file (or give them distinct timestamps) if they are real events."""
-    seen: dict[tuple, int] = {}
-    for row, key in enumerate(zip(columns["user_id"], columns["item_id"], columns["timestamp"])):
-        if key in seen:
-            raise DataError(
-                f"{inter.path}: duplicate interaction (user {key[0]!r}, item {key[1]!r}, timestamp {key[2]}) at "
-                f"{inter.where(seen[key]).split(', ')[-1]} and {inter.where(row).split(', ')[-1]}"
-            )
-        seen[key] = row
+    the history. Remove the duplicates in the file (or give them distinct timestamps) if they are real events.
+    The error names the first row (in file order) that repeats an earlier one, and that earlier row."""
+    users = columns["user_id"].dictionary_encode().indices.to_numpy().astype(np.int64)
+    items = columns["item_id"].dictionary_encode().indices.to_numpy().astype(np.int64)
+    stamps = np.asarray(columns["timestamp"], dtype=np.float64)
+    pair = users * (int(items.max(initial=0)) + 1) + items
+    by_pair = np.sort(pair)
+    if not (by_pair[1:] == by_pair[:-1]).any():  # the common case: no (user, item) pair repeats at all
+        return
+    order = np.lexsort((np.arange(len(pair)), stamps, pair))  # equal keys together, in file order
+    repeat = (pair[order][1:] == pair[order][:-1]) & (stamps[order][1:] == stamps[order][:-1])
+    if not repeat.any():
+        return
+    position = 1 + int(np.argmin(np.where(repeat, order[1:], len(order))))  # the earliest row that repeats a key
+    first = position
+    while first > 0 and repeat[first - 1]:
+        first -= 1
+    row, seen = int(order[position]), int(order[first])
+    user, item = columns["user_id"][row].as_py(), columns["item_id"][row].as_py()
+    raise DataError(
+        f"{inter.path}: duplicate interaction (user {user!r}, item {item!r}, timestamp {float(stamps[row])}) at "
+        f"{inter.where(seen).split(', ')[-1]} and {inter.where(row).split(', ')[-1]}"
+    )
 
 
 def build_recdata(inter: _Table, items: _Table, text_fields: Sequence[str] | None = None) -> RecData:
@@ -194,19 +288,21 @@ def build_recdata(inter: _Table, items: _Table, text_fields: Sequence[str] | Non
         raise DataError(f"{items.path}: missing column {missing[0]!r} (columns found: {sorted(items.columns)})")
     item_columns = {"item_id": item_ids}
     for name in fields:
-        item_columns[name] = [_text(v) for v in items.columns[name]]
+        item_columns[name] = [_text(v) for v in _values(items.columns[name])]
 
-    inter_item = _as_id(inter, "item_id")
-    for row, item_id in enumerate(inter_item):
-        if item_id not in seen:
-            raise DataError(
-                f"{inter.where(row)}: field 'item_id': unknown item id {item_id!r} (not in the item catalogue "
-                f"{items.path})"
-            )
-    inter_columns: dict[str, list] = {
-        "user_id": _as_id(inter, "user_id"),
+    # Checked column by column, in this order, each naming its first bad row (as a row-by-row check would).
+    inter_item = _id_column(inter, "item_id")
+    known = pc.is_in(inter_item, value_set=pa.array(item_ids, pa.string())).to_numpy(zero_copy_only=False)
+    if not known.all():
+        row = int(np.argmin(known))
+        raise DataError(
+            f"{inter.where(row)}: field 'item_id': unknown item id {inter_item[row].as_py()!r} (not in the item "
+            f"catalogue {items.path})"
+        )
+    inter_columns: dict[str, pa.Array | np.ndarray] = {
+        "user_id": _id_column(inter, "user_id"),
         "item_id": inter_item,
-        "timestamp": _as_float(inter, "timestamp"),
+        "timestamp": _float_column(inter, "timestamp"),
     }
     features = {
         "user_id": datasets.Value("string"),
@@ -214,10 +310,11 @@ def build_recdata(inter: _Table, items: _Table, text_fields: Sequence[str] | Non
         "timestamp": datasets.Value("float64"),
     }
     if "rating" in inter.columns:
-        inter_columns["rating"] = _as_float(inter, "rating")
+        inter_columns["rating"] = _float_column(inter, "rating")
         features["rating"] = datasets.Value("float64")
     _refuse_duplicate_events(inter, inter_columns)
-    interactions = datasets.Dataset.from_dict(inter_columns, features=datasets.Features(features))
+    arrow = {k: v if isinstance(v, pa.Array) else pa.array(v, pa.float64()) for k, v in inter_columns.items()}
+    interactions = datasets.Dataset.from_dict(arrow, features=datasets.Features(features))
     catalogue = datasets.Dataset.from_dict(
         item_columns, features=datasets.Features({k: datasets.Value("string") for k in item_columns})
     )
@@ -231,7 +328,70 @@ def build_recdata(inter: _Table, items: _Table, text_fields: Sequence[str] | Non
 
 def _read_delimited(path: Path, delimiter: str, header: Sequence[str] | None, encoding: str = "utf-8") -> _Table:
     """Read a delimited text file; `header=None` means the first line is the header. Blank lines hold no data
-    and are skipped; every row keeps its true line number for error messages."""
+    and are skipped; every row keeps its true line number for error messages. Tab-separated UTF-8 files are read
+    by pyarrow (`_read_tsv_arrow`) and fall back to the row-by-row reader when pyarrow cannot read them."""
+    if delimiter == "\t" and encoding == "utf-8":
+        table = _read_tsv_arrow(path, header)
+        if table is not None:
+            return table
+    return _read_rows(path, delimiter, header, encoding)
+
+
+@dataclass(frozen=True)
+class _ArrowTable(_Table):
+    """Arrow string columns read from a tab-separated file; line numbers are counted only for an error message."""
+
+    header_in_file: bool = True
+
+    def where(self, row: int) -> str:
+        return f"{self.path}, line {_data_lines(Path(self.path), self.header_in_file)[row]}"
+
+
+def _data_lines(path: Path, header_in_file: bool) -> list[int]:
+    """Line numbers of the data rows of a tab-separated file (no quoting: one row per non-blank line)."""
+    lines = [n for n, line in enumerate(path.read_bytes().splitlines(), start=1) if line]
+    return lines[1:] if header_in_file else lines
+
+
+def _read_tsv_arrow(path: Path, header: Sequence[str] | None) -> _ArrowTable | None:
+    """A tab-separated UTF-8 file (no quoting) as Arrow string columns, read by pyarrow; None if the file needs the
+    row-by-row reader: missing, empty, a repeated column name, bad UTF-8 or a row with the wrong number of fields
+    (that reader then raises the precise error)."""
+    import pyarrow.csv as pa_csv
+
+    if not path.is_file():
+        return None
+    names = list(header) if header is not None else _first_row(path)
+    if not names or len(set(names)) != len(names):
+        return None
+    read = pa_csv.ReadOptions(column_names=names if header is not None else None, block_size=1 << 24)
+    parse = pa_csv.ParseOptions(delimiter="\t", quote_char=False, ignore_empty_lines=True)
+    convert = pa_csv.ConvertOptions(column_types={n: pa.string() for n in names}, strings_can_be_null=False)
+    try:
+        table = pa_csv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert)
+    except (pa.ArrowInvalid, OSError):
+        return None
+    if table.column_names != names:
+        return None
+    columns = {n: table.column(n) for n in names} if table.num_rows else {}
+    return _ArrowTable(str(path), columns, 0, header_in_file=header is None)
+
+
+def _first_row(path: Path) -> list[str] | None:
+    """The fields of the first non-blank line (a UTF-8 byte-order mark removed), or None."""
+    with open(path, "rb") as f:
+        for raw in f:
+            for line in raw.splitlines():
+                if line:
+                    try:
+                        return line.decode("utf-8").removeprefix("\ufeff").split("\t")
+                    except UnicodeDecodeError:
+                        return None
+    return None
+
+
+def _read_rows(path: Path, delimiter: str, header: Sequence[str] | None, encoding: str = "utf-8") -> _Table:
+    """The careful reader: Python's `csv` module, row by row, with every row's line number."""
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     if encoding == "utf-8":
@@ -270,7 +430,7 @@ def _read_delimited(path: Path, delimiter: str, header: Sequence[str] | None, en
 
 def _recbole_header(table: _Table) -> _Table:
     """Strip RecBole's `name:type` suffixes from column names."""
-    return _LinedTable(table.path, {k.split(":")[0]: v for k, v in table.columns.items()}, 0, lines=table.lines)
+    return dataclasses.replace(table, columns={k.split(":")[0]: v for k, v in table.columns.items()})
 
 
 def load_recbole(directory: str | Path, name: str | None = None, text_fields: Sequence[str] | None = None) -> RecData:
@@ -391,7 +551,7 @@ def _rename(table: _Table, mapping: Mapping[str, str], what: str) -> _Table:
                 f"columns found: {sorted(table.columns)})"
             )
         columns[ours] = columns.pop(theirs)
-    return type(table)(**{**table.__dict__, "columns": columns})
+    return dataclasses.replace(table, columns=columns)
 
 
 def load_tabular(

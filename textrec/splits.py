@@ -38,30 +38,49 @@ class LeaveOneOutSplit:
 
 def user_sequences(data: RecData) -> list[np.ndarray]:
     """Row numbers of each user's interactions sorted by timestamp (stable), indexed by user code."""
+    order, bounds = _user_order(data)
+    return _pieces(order, bounds)
+
+
+def _user_order(data: RecData) -> tuple[np.ndarray, np.ndarray]:
+    """(order, bounds): rows sorted by user code, then timestamp, then file order; user u's rows are
+    order[bounds[u]:bounds[u + 1]]."""
     arrays = data.arrays
-    order = np.lexsort((np.arange(len(arrays.users)), arrays.timestamps, arrays.users))
-    bounds = np.searchsorted(arrays.users[order], np.arange(len(arrays.user_ids) + 1))
-    return [order[bounds[u] : bounds[u + 1]] for u in range(len(arrays.user_ids))]
+    by_time = np.argsort(arrays.timestamps, kind="stable")
+    order = by_time[np.argsort(arrays.users[by_time], kind="stable")]
+    counts = np.bincount(arrays.users, minlength=len(arrays.user_ids))
+    return order, np.concatenate([[0], np.cumsum(counts)])
+
+
+def _pieces(values: np.ndarray, bounds: np.ndarray) -> list[np.ndarray]:
+    """values[bounds[u]:bounds[u + 1]] for every u (views)."""
+    return np.split(values, bounds[1:-1]) if len(bounds) > 1 else []
 
 
 def leave_one_out(data: RecData) -> LeaveOneOutSplit:
     """E1 split. Users with fewer than 3 interactions keep all of them in training and get no evaluation event."""
     arrays = data.arrays
-    train, train_ratings, valid, test = [], [], [], []
-    for user, rows in enumerate(user_sequences(data)):
-        items = arrays.items[rows]
-        ratings = arrays.ratings[rows] if arrays.ratings is not None else None
-        if len(rows) < 3:
-            train.append(items)
-            train_ratings.append(ratings)
-            continue
-        train.append(items[:-2])
-        train_ratings.append(ratings[:-2] if ratings is not None else None)
-        valid_rating = float(ratings[-2]) if ratings is not None else None
-        test_rating = float(ratings[-1]) if ratings is not None else None
-        valid.append(EvalEvent(user, tuple(int(i) for i in items[:-2]), int(items[-2]), valid_rating))
-        test.append(EvalEvent(user, tuple(int(i) for i in items[:-1]), int(items[-1]), test_rating))
-    return LeaveOneOutSplit(train, valid, test, train_ratings if arrays.ratings is not None else None)
+    order, bounds = _user_order(data)
+    items = arrays.items[order]
+    ratings = arrays.ratings[order] if arrays.ratings is not None else None
+    lengths = np.diff(bounds)
+    evaluated = lengths >= 3
+    # training rows: all of a user's rows, less the last two of an evaluated user
+    train_ends = bounds[1:] - 2 * evaluated
+    keep = np.ones(len(order), dtype=bool)
+    keep[np.concatenate([train_ends[evaluated], train_ends[evaluated] + 1])] = False
+    train_bounds = np.concatenate([[0], np.cumsum(train_ends - bounds[:-1])])
+    train = _pieces(items[keep], train_bounds)
+    train_ratings = _pieces(ratings[keep], train_bounds) if ratings is not None else None
+    valid, test = [], []
+    item_list = items.tolist()  # histories are tuples of Python ints: slice one list instead of converting per user
+    for user in np.flatnonzero(evaluated).tolist():
+        start, end = int(bounds[user]), int(bounds[user + 1])
+        valid_rating = float(ratings[end - 2]) if ratings is not None else None
+        test_rating = float(ratings[end - 1]) if ratings is not None else None
+        valid.append(EvalEvent(user, tuple(item_list[start : end - 2]), item_list[end - 2], valid_rating))
+        test.append(EvalEvent(user, tuple(item_list[start : end - 1]), item_list[end - 1], test_rating))
+    return LeaveOneOutSplit(train, valid, test, train_ratings)
 
 
 def time_cut(data: RecData, fraction: float | None = None, timestamp: float | None = None) -> tuple[RecData, RecData]:
