@@ -21,7 +21,7 @@ TEXTS = ["alpha item1", "bravo charlie item2 item3 delta", "delta", "echo item4 
 def _saved_model(path, encoder_dir, **kw):
     """A tiny text model on the base saved at `encoder_dir`, every trainable weight moved (LoRA B starts at zero),
     saved as a textrec folder."""
-    cfg = ModelConfig(encoder=encoder_dir, dim=16, max_history=10, max_item_tokens=6, **kw)
+    cfg = ModelConfig(**{"encoder": encoder_dir, "dim": 16, "max_history": 10, "max_item_tokens": 6, **kw})
     model, tok = build_model(cfg, len(TEXTS))
     torch.manual_seed(1)
     with torch.no_grad():  # stand-in for training
@@ -84,3 +84,18 @@ def test_id_only_model_is_refused_and_a_failed_export_leaves_nothing(tmp_path):
     with pytest.raises(ValueError, match="ID-only model has no text tower"):
         export_sentence_transformers(tmp_path / "m", tmp_path / "st")
     assert not (tmp_path / "st").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("encoder", ["minilm", "smollm2-135m"])
+def test_real_encoders_export_like_the_item_tower(tmp_path, encoder):
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        folder = _saved_model(tmp_path / "m", encoder, max_item_tokens=32)
+    except ImportError as err:
+        pytest.skip(str(err))
+    out = export_sentence_transformers(folder, tmp_path / "st")
+    texts = ["Toy Story (1995). Genres: Animation Children's Comedy", "Heat (1995)", "a"]
+    exported = SentenceTransformer(str(out), device="cpu").encode(texts, convert_to_tensor=True)
+    assert torch.allclose(exported, _textrec_vectors(folder, texts), atol=1e-5)

@@ -48,13 +48,11 @@ def export_sentence_transformers(model, output_dir, revision=None, token=None) -
     with tempfile.TemporaryDirectory(prefix="textrec-export-") as encoder_dir:
         decoder = two_tower.item_encoder.pooling == "last"
         _save_encoder(two_tower, _item_tokenizer(tokenizer, decoder), Path(encoder_dir))
-        st_model = SentenceTransformer(
-            modules=_modules(two_tower, encoder_dir, config["model"]["max_item_tokens"]),
-            similarity_fn_name=two_tower.similarity,
-        )
+        modules = _modules(two_tower, encoder_dir, config["model"]["max_item_tokens"])
+        _check_tokens(modules[0], tokenizer, config["model"]["max_item_tokens"], decoder)
+        st_model = SentenceTransformer(modules=modules, similarity_fn_name=two_tower.similarity)
         with atomic_dir(output_dir) as tmp:
             st_model.save(str(tmp), create_model_card=False)
-            _check_tokens(tokenizer, tmp, config["model"]["max_item_tokens"], decoder)
             (tmp / "README.md").write_text(export_card(config, str(model), revision))
     return output_dir
 
@@ -66,6 +64,7 @@ def _item_tokenizer(tokenizer, decoder: bool):
 
     tokenizer = copy.deepcopy(tokenizer)
     tokenizer.padding_side = "right"
+    tokenizer.chat_template = None  # with one, sentence-transformers renders each text as a chat message
     if decoder:
         eos = tokenizer.eos_token
         append_eos = processors.TemplateProcessing(
@@ -84,6 +83,10 @@ def _save_encoder(two_tower, tokenizer, directory: Path) -> None:
     encoder = copy.deepcopy(two_tower.item_encoder.model)
     if isinstance(encoder, PeftModel):
         encoder = encoder.merge_and_unload()
+    quantizer = getattr(encoder, "hf_quantizer", None)  # set by transformers only on models loaded quantized
+    if quantizer is not None and quantizer.quantization_config.quant_method == "gguf":
+        # textrec loads GGUF files (SmolLM2) dequantized into plain float weights: save those as they are
+        quantizer.remove_quantization_config(encoder)
     encoder.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
 
@@ -106,13 +109,11 @@ def _modules(two_tower, encoder_dir, max_item_tokens: int) -> list:
     return [transformer, pooling, dense] + ([Normalize()] if two_tower.similarity == "cosine" else [])
 
 
-def _check_tokens(tokenizer, folder: Path, max_item_tokens: int, decoder: bool) -> None:
-    """The exported tokenizer, read back as sentence-transformers will, must give textrec's item tokens."""
-    from transformers import AutoTokenizer
-
+def _check_tokens(transformer, tokenizer, max_item_tokens: int, decoder: bool) -> None:
+    """The exported module (its tokenizer read back from disk) must give textrec's item tokens."""
     from textrec.text import tokenize_texts
 
-    exported = AutoTokenizer.from_pretrained(folder)(PROBE_TEXTS, truncation=True)["input_ids"]
+    exported = [transformer.preprocess([text])["input_ids"][0].tolist() for text in PROBE_TEXTS]
     expected = tokenize_texts(PROBE_TEXTS, tokenizer, max_item_tokens, append_eos=decoder)["input_ids"]
     if exported != expected:
         raise ValueError(
