@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ from tqdm.auto import tqdm
 
 from textrec.checkpoints import Checkpoints, config_differences, load_trainable_state, trainable_state
 from textrec.evaluation import compute_item_vectors, compute_text_vectors, evaluate
-from textrec.features import HistoryText, ItemTokens, collate_windows, epoch_batches, target_windows
+from textrec.features import HistoryText, ItemTokens, epoch_batches, gather_windows, target_windows, window_bounds
 from textrec.objectives import TextVectorCache, TrainingObjective, encoder_is_trainable
 from textrec.splits import EvalEvent
 
@@ -115,47 +116,72 @@ class LoopConfig:
 
 # ----- examples: what one micro-batch is made of -----
 class WindowExamples:
-    """Sequence-tower examples: windows of `(items, is_target[, ratings])` sequences (see `target_windows`)."""
+    """Sequence-tower examples: windows of `(items, is_target[, ratings])` sequences (see `target_windows`).
+
+    The sequences are held as flat arrays and each window as a (start, end) slice of them, so a batch is one
+    numpy gather (`gather_windows`) whatever the batch size and history length."""
 
     def __init__(self, sequences, max_len: int):
-        self.windows = target_windows(sequences, max_len)
+        sequences = [tuple(np.asarray(a) for a in arrays) for arrays in sequences]
         self.max_len = max_len
+        self.items = _concat([s[0] for s in sequences], np.int64)
+        self.is_target = _concat([s[1] for s in sequences], bool)
+        rated = bool(sequences) and len(sequences[0]) > 2
+        self.ratings = _concat([s[2] for s in sequences], np.float64) if rated else None
+        lengths = np.array([len(s[0]) for s in sequences], dtype=np.int64)
+        self._sequences = sequences
+        self._which, self.starts, self.ends = window_bounds(lengths, self.is_target, max_len)
 
     def __len__(self) -> int:
-        return len(self.windows)
+        return len(self.starts)
+
+    @cached_property
+    def windows(self) -> list[tuple[np.ndarray, ...]]:
+        """The windows as `target_windows` lists them (slices of the sequences)."""
+        return target_windows(self._sequences, self.max_len)
 
     def batch(self, indices, epoch: int, device) -> dict:
-        return collate_windows([self.windows[i] for i in indices], self.max_len, device)
+        rows = np.asarray(indices, dtype=np.int64)
+        return gather_windows(
+            self.items, self.is_target, self.ratings, self.starts[rows], self.ends[rows], self.max_len, device
+        )
+
+
+def _concat(arrays: list[np.ndarray], dtype) -> np.ndarray:
+    return np.concatenate([np.asarray(a, dtype=dtype) for a in arrays]) if arrays else np.zeros(0, dtype=dtype)
 
 
 class TextUserExamples:
-    """Text-user-tower examples: `per_user` random (history, next item) pairs per user and epoch."""
+    """Text-user-tower examples: `per_user` random (history, next item) pairs per user and epoch.
+
+    Each epoch draws every pair's cut point up front (the same draws as always); the histories themselves are made
+    only for the pairs of a batch."""
 
     def __init__(self, sequences, per_user: int, seed: int):
         self.sequences = [np.asarray(s) for s in sequences if len(s) >= 2]
         self.per_user, self.seed = per_user, seed
-        self._epoch, self._pairs = None, None
+        self._epoch, self._cuts = None, None
 
     def __len__(self) -> int:
         return len(self.sequences) * self.per_user
 
-    def _pairs_of(self, epoch: int):
+    def _cuts_of(self, epoch: int) -> np.ndarray:
+        """[sequences, per_user] cut points t: pair (s, j) is (sequence s before t, item t)."""
         if self._epoch != epoch:
             rng = np.random.default_rng([self.seed, epoch, 7])
-            self._pairs = [
-                (seq[:t].tolist(), int(seq[t]))
-                for seq in self.sequences
-                for t in rng.integers(1, len(seq), self.per_user)
-            ]
+            cuts = [rng.integers(1, len(seq), self.per_user) for seq in self.sequences]
+            self._cuts = np.stack(cuts) if cuts else np.zeros((0, self.per_user), dtype=np.int64)
             self._epoch = epoch
-        return self._pairs
+        return self._cuts
 
     def batch(self, indices, epoch: int, device) -> dict:
-        pairs = self._pairs_of(epoch)
-        chosen = [pairs[i] for i in indices]
+        cuts = self._cuts_of(epoch)
+        rows = np.asarray(indices, dtype=np.int64)
+        which, cut = rows // self.per_user, cuts.reshape(-1)[rows]
+        chosen = [(self.sequences[s], t) for s, t in zip(which.tolist(), cut.tolist())]
         return {
-            "targets": torch.as_tensor([[t] for _, t in chosen], device=device),
-            "histories": [h for h, _ in chosen],
+            "targets": torch.as_tensor([[int(seq[t])] for seq, t in chosen], device=device),
+            "histories": [seq[:t].tolist() for seq, t in chosen],
         }
 
 

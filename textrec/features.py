@@ -28,26 +28,31 @@ class ItemTokens:
 
 
 def pad_token_lists(rows: Sequence[Sequence[int]], pad_id: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max((len(r) for r in rows), default=1) or 1
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, : len(r)] = torch.as_tensor(r, dtype=torch.long)
-        mask[i, : len(r)] = 1
-    return ids.to(device), mask.to(device)
+    lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+    width = int(lengths.max(initial=1)) or 1
+    mask = np.arange(width)[None, :] < lengths[:, None]
+    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+    ids[mask] = _flat_ints(rows, int(lengths.sum()))  # row-major: row i's tokens fill its first len(i) slots
+    return torch.from_numpy(ids).to(device), torch.from_numpy(mask.astype(np.int64)).to(device)
 
 
 def pad_histories(histories: Sequence[Sequence[int]], max_len: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-pad the last `max_len` items of each history: (items [B, L] with 0 at pads, mask [B, L] bool)."""
-    width = max(1, min(max_len, max((len(h) for h in histories), default=1)))
-    items = torch.zeros((len(histories), width), dtype=torch.long)
-    mask = torch.zeros((len(histories), width), dtype=torch.bool)
-    for i, h in enumerate(histories):
-        tail = list(h)[-width:]
-        if tail:
-            items[i, width - len(tail) :] = torch.as_tensor(tail, dtype=torch.long)
-            mask[i, width - len(tail) :] = True
-    return items.to(device), mask.to(device)
+    lengths = np.fromiter((len(h) for h in histories), dtype=np.int64, count=len(histories))
+    width = max(1, min(max_len, int(lengths.max(initial=1))))
+    kept = np.minimum(lengths, width)
+    tails = [h[len(h) - k :] if k else () for h, k in zip(histories, kept.tolist())]
+    mask = np.arange(width)[None, :] >= (width - kept)[:, None]
+    items = np.zeros((len(histories), width), dtype=np.int64)
+    items[mask] = _flat_ints(tails, int(kept.sum()))
+    return torch.from_numpy(items).to(device), torch.from_numpy(mask).to(device)
+
+
+def _flat_ints(rows, total: int) -> np.ndarray:
+    """All rows' values, concatenated, as int64 (rows may be lists, tuples, numpy arrays or tensors)."""
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.concatenate([np.asarray(r, dtype=np.int64).reshape(-1) for r in rows if len(r)])
 
 
 class HistoryText:
@@ -95,17 +100,35 @@ def target_windows(sequences, max_len: int) -> list[tuple[np.ndarray, ...]]:
     up to max_len + 1 events, from the most recent end backwards. Consecutive windows share one event, so every event
     after a sequence's first is predicted exactly once; only events marked `is_target` carry loss (the others are
     context), and windows without any target are left out. Each window is a tuple of the same arrays, sliced."""
-    out = []
-    for arrays in sequences:
-        arrays = tuple(np.asarray(a) for a in arrays)
-        items, is_target = arrays[0], arrays[1]
-        end = len(items)
-        while end >= 2:
-            start = max(0, end - max_len - 1)
-            if is_target[start + 1 : end].any():
-                out.append(tuple(a[start:end] for a in arrays))
-            end = start + 1
-    return out
+    sequences = [tuple(np.asarray(a) for a in arrays) for arrays in sequences]
+    lengths = np.array([len(arrays[0]) for arrays in sequences], dtype=np.int64)
+    flags = [np.asarray(arrays[1], dtype=bool) for arrays in sequences]
+    which, starts, ends = window_bounds(lengths, np.concatenate(flags) if flags else np.zeros(0, bool), max_len)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])[which]
+    starts, ends = (starts - offsets).tolist(), (ends - offsets).tolist()
+    return [tuple(a[s:e] for a in sequences[w]) for w, s, e in zip(which.tolist(), starts, ends)]
+
+
+def window_bounds(lengths: np.ndarray, is_target: np.ndarray, max_len: int) -> tuple[np.ndarray, ...]:
+    """The windows of `target_windows` over sequences laid end to end (`lengths` events each, `is_target` for all
+    events concatenated): (sequence index, start, end) per window, as positions in the concatenation, in the order
+    `target_windows` lists them (by sequence, most recent window first).
+
+    Window k of a sequence of n >= 2 events ends at n - k * max_len and starts max_len + 1 events earlier (or at 0),
+    for k = 0 .. (n - 2) // max_len; it is kept if an event after its first is a target."""
+    if max_len < 1:
+        raise ValueError(f"max_len: must be >= 1, got {max_len}")
+    lengths = np.asarray(lengths, dtype=np.int64)
+    counts = np.where(lengths >= 2, (lengths - 2) // max_len + 1, 0)
+    which = np.repeat(np.arange(len(lengths)), counts)
+    k = np.arange(len(which)) - np.repeat(np.cumsum(counts) - counts, counts)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    ends = lengths[which] - k * max_len
+    starts = np.maximum(0, ends - max_len - 1) + offsets[which]
+    ends = ends + offsets[which]
+    targets_before = np.concatenate([[0], np.cumsum(is_target, dtype=np.int64)])
+    keep = targets_before[ends] - targets_before[starts + 1] > 0
+    return which[keep], starts[keep], ends[keep]
 
 
 def all_targets(sequences, ratings=None) -> list[tuple[np.ndarray, ...]]:
@@ -118,20 +141,46 @@ def all_targets(sequences, ratings=None) -> list[tuple[np.ndarray, ...]]:
 def collate_windows(windows, max_len: int, device=None) -> dict[str, torch.Tensor]:
     """Windows from `target_windows` -> {"inputs", "targets"[, "ratings"]} [B, L], left-padded; inputs and targets
     are -1 where there is no event or no target."""
-    inputs, in_mask = pad_histories([w[0][:-1] for w in windows], max_len)
-    targets, t_mask = pad_histories([w[0][1:] for w in windows], max_len)
-    flags, _ = pad_histories([w[1][1:].astype(np.int64) for w in windows], max_len)
-    batch = {
-        "inputs": inputs.masked_fill(~in_mask, -1).to(device),
-        "targets": targets.masked_fill(~(t_mask & flags.bool()), -1).to(device),
-    }
+    lengths = np.array([len(w[0]) for w in windows], dtype=np.int64)
+    ends = np.cumsum(lengths)
+    items = np.concatenate([np.asarray(w[0], dtype=np.int64) for w in windows]) if windows else np.zeros(0, np.int64)
+    flags = np.concatenate([np.asarray(w[1], dtype=bool) for w in windows]) if windows else np.zeros(0, bool)
+    ratings = None
     if len(windows) and len(windows[0]) > 2:
-        ratings = torch.zeros(targets.shape)
-        for row, w in enumerate(windows):
-            tail = torch.as_tensor(w[2][1:], dtype=torch.float32)[-targets.shape[1] :]
-            if len(tail):
-                ratings[row, -len(tail) :] = tail
-        batch["ratings"] = ratings.to(device)
+        ratings = np.concatenate([np.asarray(w[2], dtype=np.float64) for w in windows])
+    return gather_windows(items, flags, ratings, ends - lengths, ends, max_len, device)
+
+
+def gather_windows(
+    items: np.ndarray,
+    is_target: np.ndarray,
+    ratings: np.ndarray | None,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    max_len: int,
+    device=None,
+) -> dict[str, torch.Tensor]:
+    """`collate_windows` for windows given as slices [starts[b], ends[b]) of flat event arrays: one numpy gather.
+
+    Row b is left-padded to the batch width L = max(1, min(max_len, longest window - 1)); position j holds input
+    event ends[b] - 1 - L + j and target event ends[b] - L + j, where these lie inside the window."""
+    starts, ends = np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64)
+    if len(items) == 0:  # nothing to gather from (every window empty): one dummy event, never marked present
+        items, is_target = np.zeros(1, dtype=np.int64), np.zeros(1, dtype=bool)
+        ratings = None if ratings is None else np.zeros(1)
+    width = max(1, min(max_len, int((ends - starts).max(initial=1)) - 1))
+    inputs_at = ends[:, None] - 1 - width + np.arange(width)[None, :]
+    present = inputs_at >= starts[:, None]
+    inputs_at = np.where(present, inputs_at, 0)
+    targets_at = np.where(present, inputs_at + 1, 0)
+    has_target = present & is_target[targets_at]
+    batch = {
+        "inputs": torch.from_numpy(np.where(present, items[inputs_at], -1)).to(device),
+        "targets": torch.from_numpy(np.where(has_target, items[targets_at], -1)).to(device),
+    }
+    if ratings is not None:
+        values = np.where(present, ratings[targets_at], 0.0).astype(np.float32)
+        batch["ratings"] = torch.from_numpy(values).to(device)
     return batch
 
 
