@@ -27,7 +27,9 @@ POOLING_MODES = {"cls": "cls", "mean": "mean", "last": "lasttoken"}
 PROBE_TEXTS = ["item", "a short item text"]
 
 
-def export_sentence_transformers(model, output_dir, revision=None, token=None) -> Path:
+def export_sentence_transformers(
+    model: str | Path, output_dir: str | Path, revision: str | None = None, token: str | bool | None = None
+) -> Path:
     """Write the item tower of `model` (a saved textrec folder or Hub repo id, at `revision`) as a
     sentence-transformers model folder at `output_dir`, atomically. Returns the folder."""
     try:
