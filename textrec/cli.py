@@ -205,7 +205,7 @@ def main(argv=None) -> int:
         args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, KeyError, OSError) as e:  # bad input: a one-line message, no traceback
+    except (ValueError, KeyError, OSError, ImportError) as e:  # bad input or a missing extra: one line, no traceback
         print(f"textrec {args.command}: {e}", file=sys.stderr)
         return 2
 
