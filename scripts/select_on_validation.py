@@ -24,20 +24,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "recipes" / "configs"
 TEXT_ONLY = ["model.id_embedding=false"]
+FULL = ["training.full_softmax_items=20000"]  # every ml-100k item a candidate
 GRIDS = {
     # The loss and fusion questions of the text-quality issue, on frozen MiniLM and ID-only models alike:
     # sampled softmax (inclusion-probability logQ) vs exact full softmax, with and without a per-item bias.
     "loss_ml100k": {
         # most informative first: a run that the session's end cuts off leaves the earlier rows
-        "textid_full_bias": ("ml100k_minilm_frozen.yaml", ["model.item_bias=true"]),
+        "textid_full_bias": ("ml100k_minilm_frozen.yaml", [*FULL, "model.item_bias=true"]),
         "textid_sampled": ("ml100k_minilm_frozen.yaml", ["training.full_softmax_items=0"]),
-        "text_full_bias": ("ml100k_minilm_frozen.yaml", [*TEXT_ONLY, "model.item_bias=true"]),
+        "text_full_bias": ("ml100k_minilm_frozen.yaml", [*TEXT_ONLY, *FULL, "model.item_bias=true"]),
         "text_sampled": ("ml100k_minilm_frozen.yaml", [*TEXT_ONLY, "training.full_softmax_items=0"]),
-        "idonly_full_bias": ("ml100k_idonly.yaml", ["model.item_bias=true"]),
+        "idonly_full_bias": ("ml100k_idonly.yaml", [*FULL, "model.item_bias=true"]),
         "idonly_sampled": ("ml100k_idonly.yaml", ["training.full_softmax_items=0"]),
-        "textid_full": ("ml100k_minilm_frozen.yaml", []),
-        "text_full": ("ml100k_minilm_frozen.yaml", TEXT_ONLY),
-        "idonly_full": ("ml100k_idonly.yaml", []),
+        "textid_full": ("ml100k_minilm_frozen.yaml", FULL),
+        "text_full": ("ml100k_minilm_frozen.yaml", [*TEXT_ONLY, *FULL]),
+        "idonly_full": ("ml100k_idonly.yaml", FULL),
     },
 }
 
