@@ -129,8 +129,8 @@ def main() -> None:
     budget += [f"training.patience={args.patience}"] if args.patience else []
     rows = []
     for name, (config, overrides) in GRIDS[args.grid].items():
-        if args.only and name not in args.only:
-            continue
+        if args.only and name not in args.only and not (out / name / "metrics.json").is_file():
+            continue  # not asked for and not finished; finished runs of other variants stay in the table
         rows.append(row(name, config, overrides, run(name, config, overrides, out, args.minutes, budget)))
         write(rows, meta, ROOT / "docs" / "benchmarks" / f"selection_{args.grid}")
     best = max(rows, key=lambda r: r["valid_ndcg@10"])
