@@ -15,9 +15,6 @@ similarity to the reader's recent books (no training) and with the untrained mod
 back with `Recommender.from_pretrained` as an app would, and recommends for a reader's history and for free text.
 """
 
-# An example prints its results, as recipes/ and scripts/ do.
-# ruff: noqa: T201
-
 from __future__ import annotations
 
 import argparse
