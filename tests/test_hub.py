@@ -2,6 +2,7 @@
 
 import copy
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -223,3 +224,45 @@ def test_load_by_repo_id_from_the_hub_cache_offline_with_revisions(tmp_path, tin
         load_pretrained("someone/never-pushed")
     with pytest.raises(FileNotFoundError, match="neither a model folder nor a Hub repo id"):
         load_pretrained(tmp_path / "no" / "such" / "folder")
+
+
+class LocalHub:
+    """A stand-in for the Hub in the parts push_to_hub uses: every upload becomes a new commit, laid out as
+    huggingface_hub's cache holds a downloaded snapshot, so loading by repo id with HF_HUB_OFFLINE=1 reads it."""
+
+    def __init__(self, cache):
+        self.cache, self.commits = cache, 0
+
+    def create_repo(self, repo_id, private=False, exist_ok=False):
+        return f"https://huggingface.co/{repo_id}"
+
+    def file_exists(self, repo_id, filename):
+        return False
+
+    def upload_folder(self, repo_id, folder_path, commit_message, ignore_patterns):
+        self.commits += 1
+        commit = f"{self.commits:040x}"
+        _prefill_hub_cache(self.cache, repo_id, Path(folder_path), commit, ref="main")
+        return commit
+
+
+def test_push_then_load_by_repo_id_gives_identical_scores(tmp_path, tiny_bert, _tiny_bert, monkeypatch):
+    import huggingface_hub.constants as hub_constants
+
+    from textrec.hub import push_to_hub
+
+    base, tok = tiny_bert
+    model, tok, cfg = _trained_model(base, tok)
+    expected = _scores(model, tok, cfg)
+    save_pretrained(model, tmp_path / "model", cfg, [f"i{i}" for i in range(len(TEXTS))], tokenizer=tok)
+    cache = tmp_path / "hub"
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    hub = LocalHub(cache)
+    push_to_hub(tmp_path / "model", "someone/pushed", api=hub)
+    loaded, loaded_tok, config = load_pretrained("someone/pushed", base=copy.deepcopy(_tiny_bert[0]))
+    assert torch.equal(_scores(loaded, loaded_tok, cfg), expected)
+    card = (cache / "models--someone--pushed" / "snapshots" / f"{1:040x}" / "README.md").read_text()
+    assert "someone/pushed" in card  # the pushed card's usage snippet names the repo id
+    pinned, _, _ = load_pretrained("someone/pushed", base=copy.deepcopy(_tiny_bert[0]), revision=f"{1:040x}")
+    assert torch.equal(_scores(pinned, loaded_tok, cfg), expected)
