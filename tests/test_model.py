@@ -101,6 +101,10 @@ def test_log_sampling_probability_is_the_inclusion_probability_by_hand():
     assert torch.allclose(lq.exp(), torch.tensor(expected), atol=1e-6)
     without_uniform = log_sampling_probability(torch.tensor([0, 1]), freq, positions=3, uniform=0)
     assert torch.allclose(without_uniform.exp(), torch.tensor([0.875, 1 - 0.75**3]), atol=1e-6)
+    count = log_sampling_probability(torch.tensor([0, 1, 3]), freq, positions=3, uniform=2, kind="expected_count")
+    assert torch.allclose(count.exp(), torch.tensor([3 * 0.5 + 0.5, 3 * 0.25 + 0.5, 0.5]), atol=1e-6)
+    with pytest.raises(ValueError, match="logq"):
+        log_sampling_probability(torch.tensor([0]), freq, positions=3, uniform=0, kind="bogus")
 
 
 def test_live_encoding_matches_a_fresh_cache(tiny_bert):

@@ -57,16 +57,27 @@ class RatingMSELoss(nn.Module):
         return F.mse_loss(predicted.float(), ratings.float())
 
 
-def log_sampling_probability(candidate_ids: torch.Tensor, item_freq: torch.Tensor, positions: int, uniform: int):
+LOGQ_KINDS = ("inclusion", "expected_count")
+
+
+def log_sampling_probability(
+    candidate_ids: torch.Tensor, item_freq: torch.Tensor, positions: int, uniform: int, kind: str = "inclusion"
+):
     """log q_j: the log probability that item j is among the candidates of a batch whose candidates are the
     de-duplicated union of `positions` targets drawn by popularity (`item_freq`, summing to 1) and `uniform` items
     drawn uniformly from the catalogue: q_j = 1 - (1 - p_j)^positions * (1 - 1/N)^uniform.
 
     This is the inclusion probability of a de-duplicated candidate set. The expected count positions * p_j (Yi et al.
     2019, whose candidates are not de-duplicated) exceeds 1 for popular items and over-corrects them by up to
-    log(positions * p_j) nats.
+    log(positions * p_j) nats. `kind="expected_count"` gives that count, log(positions * p_j + uniform / N), on
+    purpose: the over-correction pushes popular items up at inference, which ml-100k validation rewards for ID-only
+    and text + id models (see docs/benchmarks.md).
     """
+    if kind not in LOGQ_KINDS:
+        raise ValueError(f"logq: expected one of {LOGQ_KINDS}, got {kind!r}")
     n = item_freq.numel()
+    if kind == "expected_count":
+        return torch.log((positions * item_freq[candidate_ids] + uniform / n).clamp_min(1e-12))
     p = item_freq[candidate_ids].double().clamp(0.0, 1.0)
     log_miss = positions * torch.log1p(-p.clamp_max(1 - 1e-12))  # log P(j is not among the popularity draws)
     if uniform and n > 1:

@@ -66,9 +66,10 @@ class TrainingObjective(nn.Module):
     loss: "softmax" (cross-entropy over candidates), "bce" (each positive against `num_negatives` uniform
     negatives), or "mse" (ratings). The softmax is exact over the whole catalogue while it has at most
     `full_softmax_items` items (every item a candidate, no correction needed); above that it is the in-batch sampled
-    softmax over the batch's de-duplicated targets plus `num_negatives` uniform extra negatives, logQ-corrected with
-    each candidate's inclusion probability. Either way, at most `max_live_items` of the batch's *target* items are
-    encoded live (with gradient into the encoder); every other item vector comes from the text cache.
+    softmax over the batch's de-duplicated targets plus `num_negatives` uniform extra negatives, logQ-corrected
+    (`logq`: each candidate's inclusion probability, or the expected count of Yi et al. 2019). Either way, at most
+    `max_live_items` of the batch's *target* items are encoded live (with gradient into the encoder); every other
+    item vector comes from the text cache.
     """
 
     def __init__(
@@ -83,6 +84,7 @@ class TrainingObjective(nn.Module):
         history_text: HistoryText | None = None,
         adversarial: AdversarialSettings | None = None,
         full_softmax_items: int = 0,
+        logq: str = "expected_count",
     ):
         super().__init__()
         if loss not in LOSSES:
@@ -101,6 +103,7 @@ class TrainingObjective(nn.Module):
         self.history_text = history_text
         self.adversarial = adversarial
         self.use_full_softmax(full_softmax_items)
+        self.logq = logq
         # Set by the loop under several processes: target ids of all processes, so every process ranks its targets
         # against the same in-batch candidates as one process with the whole batch would.
         self.gather_targets = None
@@ -176,7 +179,9 @@ class TrainingObjective(nn.Module):
         else:
             extra = self._uniform(self.num_negatives, rng, target_ids.device)
             candidates = torch.unique(torch.cat([batch_targets, extra]))
-            log_q = log_sampling_probability(candidates, self.item_freq, len(batch_targets), self.num_negatives)
+            log_q = log_sampling_probability(
+                candidates, self.item_freq, len(batch_targets), self.num_negatives, self.logq
+            )
         columns = torch.searchsorted(candidates, target_ids)
         items = self.item_vectors(candidates, cache, rng, live_pool=batch_targets)
 
