@@ -55,7 +55,8 @@ def test_train_recipe_end_to_end(tmp_path, tiny_bert_dir):
         m = metrics["results"][f"test_mask={mask}"]
         assert m["n_events"] == 200 and all(torch.isfinite(torch.tensor(m[k])) for k in ("ndcg@10", "recall@10"))
     card = (model_dir / "README.md").read_text()
-    assert "library_name: textrec" in card and "base_model:" in card
+    assert "library_name: textrec" in card and "model-index:" in card
+    assert "base_model:" not in card  # the base was a local folder, not a Hub id (tests/test_card.py)
     assert (out / "curves.png").stat().st_size > 0
     assert list((out / "runs").rglob("events.out.tfevents*")) or list(out.rglob("events.out.tfevents*"))
 
