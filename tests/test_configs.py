@@ -1,23 +1,15 @@
 """Every shipped YAML parses into its recipe's dataclasses; bad keys and values are errors that name the field."""
 
-import importlib.util
 import sys
 from pathlib import Path
 
 import pytest
 
 from textrec.config import DataConfig, ModelConfig, load_config, parse_overrides
+from textrec.launch import recipe_sections
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "recipes" / "configs").glob("*.yaml"))
-
-
-def recipe_sections(name: str) -> dict:
-    spec = importlib.util.spec_from_file_location(f"recipe_{name}", ROOT / "recipes" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module.SECTIONS
 
 
 def recipe_of(config: Path) -> str:

@@ -36,6 +36,18 @@ def recipe_names() -> list[str]:
     return sorted(path.stem for path in recipes_dir().glob("*.py"))
 
 
+def recipe_sections(name: str) -> dict:
+    """A shipped recipe's `SECTIONS` (section name -> config dataclass), read by loading its file as a module."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(f"recipe_{name}", resolve_recipe(name))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module.SECTIONS
+
+
 @dataclass(frozen=True)
 class ShippedConfig:
     """A config file shipped with the recipes, and the recipe its first line names."""
