@@ -73,6 +73,9 @@ def build_model(cfg: ModelConfig, num_items: int, base=None, tokenizer=None):
         seq_heads=cfg.seq_heads,
         seq_dropout=cfg.seq_dropout,
         item_bias=cfg.item_bias,
+        id_dropout=cfg.id_dropout,
+        text_loss_weight=cfg.text_loss_weight,
+        user_content=cfg.user_content,
     )
     return model, tokenizer
 

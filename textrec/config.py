@@ -87,6 +87,19 @@ class ModelConfig:
     item_bias: bool = _help(
         "a learned per-item logit bias (popularity) beside the vector direction; new items get 0", False
     )
+    id_dropout: float = _help(
+        "text + id towers: each training step treats this share of items as new (no id part, no bias), so that "
+        "items added later by text alone are served by a part the model trained",
+        0.0,
+    )
+    text_loss_weight: float = _help(
+        "text + id towers: weight of an auxiliary loss that ranks the targets with text-only item vectors", 0.0
+    )
+    user_content: int = _help(
+        "sequence user tower: add the unit-length mean of the last N history item vectors (learned scale), a "
+        "content path that carries over to new items and catalogues; 0 = off",
+        0,
+    )
     encoder_dropout: float | None = _help(
         "dropout inside the base encoder while training (null = the encoder's own, 0.1 for MiniLM); 0 makes live "
         "item vectors match the cached, eval-mode ones they compete with in one softmax",
@@ -126,6 +139,14 @@ class ModelConfig:
             raise ValueError(f"model.temperature: must be a finite number > 0, got {self.temperature}")
         if self.encoder_dropout is not None and not 0 <= self.encoder_dropout < 1:
             raise ValueError(f"model.encoder_dropout: must be in [0, 1) or null, got {self.encoder_dropout}")
+        if not 0 <= self.id_dropout < 1:
+            raise ValueError(f"model.id_dropout: must be in [0, 1), got {self.id_dropout}")
+        if self.text_loss_weight < 0 or self.user_content < 0:
+            raise ValueError("model.text_loss_weight and model.user_content: must be >= 0")
+        if (self.id_dropout or self.text_loss_weight) and not (self.encoder and self.id_embedding):
+            raise ValueError("model.id_dropout / model.text_loss_weight: need model.encoder and model.id_embedding")
+        if self.user_content and self.user_tower != "sequence":
+            raise ValueError("model.user_content: needs model.user_tower 'sequence'")
         for name in ("seq_dropout", "lora_dropout"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"model.{name}: must be in [0, 1), got {getattr(self, name)}")

@@ -202,16 +202,16 @@ def evaluate_content_similarity(
     text_vectors: torch.Tensor,
     events: Sequence[EvalEvent],
     *,
-    last: int = 5,
+    last: int | None = 5,
     mask_history: bool = True,
     ks: Sequence[int] = (10, 20),
 ) -> dict[str, float]:
     """Metrics of a training-free content baseline: each user scores items by the cosine between their text vectors
-    and the mean text vector of the user's `last` history items (e.g. the pretrained encoder's vectors)."""
+    and the mean text vector of the user's `last` history items (None: all of them), e.g. the pretrained encoder's."""
     unit = torch.nn.functional.normalize(text_vectors.float(), dim=-1)
     ranks = []
     for e in events:
-        recent = list(e.history)[-last:]
+        recent = list(e.history) if last is None else list(e.history)[-last:]
         scores = unit @ unit[torch.as_tensor(recent)].mean(0) if recent else torch.zeros(len(unit))
         ranks.append(_rank(scores, e, mask_history))
     return metrics_from_ranks(ranks, ks)

@@ -57,6 +57,12 @@ class TwoTowerModel(nn.Module):
     Score = similarity(user, item) / temperature [+ the item's bias], with cosine (normalised) or dot similarity.
     The optional per-item bias (`item_bias`) holds popularity as a separate logit, so that the vector direction is
     free to carry content; items without a trained id (new items, added by text) get bias 0.
+
+    New items: an item without a trained id is served by its text alone. Two training options keep that part good:
+    `id_dropout` (each step, a share of items is treated as new: no id part and no bias) and `text_loss_weight`
+    (an auxiliary loss that ranks the targets with text-only item vectors). `user_content` adds a content path to
+    the sequence user tower: the unit-length mean of the last N history item vectors, with a learned scale, summed
+    with the transformer state, so a user is never only what the transformer learned on one catalogue.
     """
 
     def __init__(
@@ -74,6 +80,9 @@ class TwoTowerModel(nn.Module):
         seq_heads: int = 2,
         seq_dropout: float = 0.2,
         item_bias: bool = False,
+        id_dropout: float = 0.0,
+        text_loss_weight: float = 0.0,
+        user_content: int = 0,
     ):
         super().__init__()
         if user_tower not in USER_TOWERS:
@@ -86,12 +95,19 @@ class TwoTowerModel(nn.Module):
             raise ValueError("user_tower='text' needs a text encoder")
         if temperature <= 0:
             raise ValueError(f"temperature: must be > 0, got {temperature}")
+        if (id_dropout > 0 or text_loss_weight > 0) and not (item_encoder is not None and id_embedding):
+            raise ValueError("id_dropout and text_loss_weight need an item tower with both text and id_embedding")
+        if user_content and user_tower != "sequence":
+            raise ValueError("user_content: the content path belongs to the sequence user tower")
         self.num_items = num_items
         self.dim = dim
         self.user_tower = user_tower
         self.similarity = similarity
         self.temperature = temperature
         self.max_history = max_history
+        self.id_dropout = id_dropout
+        self.text_loss_weight = text_loss_weight
+        self.user_content = user_content
         self.item_encoder = item_encoder
         self.item_proj = nn.Linear(item_encoder.hidden_size, dim) if item_encoder is not None else None
         self.id_embedding = nn.Embedding(num_items, dim) if id_embedding else None
@@ -103,6 +119,8 @@ class TwoTowerModel(nn.Module):
         if user_tower == "sequence":
             self.sequence = SequenceTower(dim, max_history, seq_layers, seq_heads, seq_dropout)
             self.user_encoder, self.user_proj = None, None
+            # the content path's weight; the transformer state leaves a LayerNorm with norm about sqrt(dim)
+            self.content_scale = nn.Parameter(torch.tensor(float(dim) ** 0.5)) if user_content else None
         else:
             self.sequence = None
             self.user_encoder = user_encoder  # None = shared with the item tower
@@ -165,8 +183,20 @@ class TwoTowerModel(nn.Module):
 
     # ----- user tower -----
     def user_states(self, history_vectors: torch.Tensor, history_mask: torch.Tensor) -> torch.Tensor:
-        """Sequence tower states for every prefix: [B, L, D] (training uses all of them)."""
-        return self.sequence(history_vectors, history_mask)
+        """Sequence tower states for every prefix: [B, L, D] (training uses all of them), plus the content path
+        (the unit mean of the last `user_content` real items up to each position) when the tower has one."""
+        states = self.sequence(history_vectors, history_mask)
+        if not self.user_content:
+            return states
+        mask = history_mask.unsqueeze(-1).to(states.dtype)
+        unit = F.normalize(history_vectors.to(states.dtype), dim=-1) * mask
+        total, count = unit.cumsum(1), mask.cumsum(1)
+        k = self.user_content
+        if k < unit.shape[1]:  # a window of the last k positions: subtract the sums up to position i - k
+            total = total - F.pad(total[:, :-k], (0, 0, k, 0))
+            count = count - F.pad(count[:, :-k], (0, 0, k, 0))
+        content = F.normalize(total / count.clamp_min(1.0), dim=-1)
+        return states + self.content_scale * content
 
     def encode_users_sequence(self, history_vectors: torch.Tensor, history_mask: torch.Tensor) -> torch.Tensor:
         return self.user_states(history_vectors, history_mask)[:, -1]

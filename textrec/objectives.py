@@ -113,14 +113,18 @@ class TrainingObjective(nn.Module):
         self.full_softmax = self.loss_name == "softmax" and 0 < self.model.num_items <= max_items
 
     # ----- item vectors for a set of item indices -----
-    def item_vectors(
+    def id_view(self, ids: torch.Tensor) -> torch.Tensor:
+        """`ids` as the id part and the bias see them: -1 (no id, no bias) for the items this step treats as new
+        (`model.id_dropout`)."""
+        dropped = getattr(self, "_dropped", None)
+        return ids if dropped is None else ids.masked_fill(dropped.to(ids.device)[ids.clamp_min(0)], -1)
+
+    def text_vectors(
         self, ids: torch.Tensor, cache: TextVectorCache | None, rng: np.random.Generator | None, live_pool=None
-    ):
-        """Vectors of items `ids`: cached text vectors, with up to `max_live_items` of them (drawn from `live_pool`,
+    ) -> torch.Tensor:
+        """Pooled text vectors of items `ids`: cached, with up to `max_live_items` of them (drawn from `live_pool`,
         by default from `ids`) encoded live."""
         model = self.model
-        if not model.has_text:
-            return model.item_vectors(ids)
         text = cache.vectors.to(ids.device)[ids].clone()
         if self.training and rng is not None and self.max_live_items > 0 and encoder_is_trainable(model):
             unique = torch.unique(ids)
@@ -135,7 +139,15 @@ class TrainingObjective(nn.Module):
             use_live = slot[position] >= 0
             text = text.to(live.dtype)
             text[use_live] = live[slot[position][use_live]]
-        return model.item_vectors(ids, text)
+        return text
+
+    def item_vectors(
+        self, ids: torch.Tensor, cache: TextVectorCache | None, rng: np.random.Generator | None, live_pool=None
+    ):
+        """Vectors of items `ids`: text (see `text_vectors`) and/or id part, with this step's id dropout."""
+        model = self.model
+        text = self.text_vectors(ids, cache, rng, live_pool) if model.has_text else None
+        return model.item_vectors(self.id_view(ids), text)
 
     # ----- the batch loss -----
     def forward(
@@ -151,6 +163,10 @@ class TrainingObjective(nn.Module):
         user tower, `histories` (one list of item indices per row) replaces `inputs` and targets is [B, 1]."""
         rng = np.random.default_rng(seed)
         model = self.model
+        self._dropped = None
+        if self.training and model.id_dropout > 0:  # the same items lose their id in history and as candidates
+            drop = rng.random(model.num_items) < model.id_dropout
+            self._dropped = torch.as_tensor(drop, device=targets.device)
         valid = targets >= 0
         target_ids = targets[valid]
         if model.user_tower == "sequence":
@@ -183,12 +199,17 @@ class TrainingObjective(nn.Module):
                 candidates, self.item_freq, len(batch_targets), self.num_negatives, self.logq
             )
         columns = torch.searchsorted(candidates, target_ids)
-        items = self.item_vectors(candidates, cache, rng, live_pool=batch_targets)
+        text = self.text_vectors(candidates, cache, rng, batch_targets) if self.model.has_text else None
+        seen_ids = self.id_view(candidates)
+        items = self.model.item_vectors(seen_ids, text)
 
-        def loss_of(u, v):
-            return self.softmax(self.model.score(u, v, candidates), columns, candidates, target_ids, log_q)
+        def loss_of(u, v, ids=seen_ids):
+            return self.softmax(self.model.score(u, v, ids), columns, candidates, target_ids, log_q)
 
         loss = loss_of(users, items)
+        if self.training and self.model.text_loss_weight > 0:  # the targets ranked by text alone (no id, no bias)
+            no_ids = torch.full_like(candidates, -1)
+            loss = loss + self.model.text_loss_weight * loss_of(users, self.model.item_vectors(no_ids, text), no_ids)
         if self.gather_targets is not None:
             # DDP averages the processes' gradients: weight this process's mean by its share of the global batch,
             # so the average is the mean over every target of the global batch, as with one process.

@@ -34,8 +34,9 @@ def make_synthetic(
     seed: int = 0,
     shift_at: float | None = None,
     drift_after: float = 1.0,
+    filler_words: int = 2,
 ) -> RecData:
-    """Generate `RecData` with items titled "<topic word> <filler> <filler> item<k>".
+    """Generate `RecData` with items titled "<topic word> <filler> <filler> item<k>" (`filler_words` fillers).
 
     on_topic: probability that an interaction comes from the user's current favourite topic.
     drift: probability, per interaction, that a user's favourite topic moves to the next topic (time drift).
@@ -50,7 +51,7 @@ def make_synthetic(
     topics = np.arange(num_items) % num_topics
     by_topic = [np.flatnonzero(topics == t) for t in range(num_topics)]
     titles = [
-        f"{TOPIC_WORDS[topics[i]]} {rng.choice(FILLER_WORDS)} {rng.choice(FILLER_WORDS)} item{i}"
+        " ".join([TOPIC_WORDS[topics[i]], *(str(rng.choice(FILLER_WORDS)) for _ in range(filler_words)), f"item{i}"])
         for i in range(num_items)
     ]
     lengths = rng.integers(min_length, max_length + 1, size=num_users)
