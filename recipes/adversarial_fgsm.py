@@ -3,11 +3,15 @@
     python scripts/prepare_movielens.py
     accelerate launch recipes/adversarial_fgsm.py --config recipes/configs/fgsm_ml100k_minilm.yaml
 
-Trains two models with the same budget on the E1 split: a normal one and an adversarially trained one
-(loss = L(clean) + lambda * L(perturbed), the perturbation FGSM or L2 on the tower outputs). Then evaluates both on
-the test split: clean NDCG@10, and NDCG@10 under FGSM and L2 attacks at eps in a grid relative to the mean
-embedding norm, applied to the tower outputs or to the token input embeddings of item text, plus random noise of the
-same norm as a control. Writes `report.json` and `report.md`.
+Per seed: a normal model trained on the E1 split (early stopping on validation NDCG@10), then adversarial models
+warm-started from it (as APR does) and trained on for a fixed number of epochs with loss = L(clean) + lambda *
+L(perturbed) over the whole catalogue, the perturbation FGSM or L2 of relative size eps on the tower outputs or the
+token input embeddings of item text (`textrec.adversarial`). On the first seed every (lambda, eps) of the grid is
+trained and one is chosen on validation only: the best validation NDCG@10 under the FGSM attack at `select_eps`
+among those whose validation clean NDCG@10 is within `clean_tolerance` of the normal model's; later seeds train
+the chosen one. A control continues the normal model with lambda 0 for the same epochs. The test split is read
+after the choice is frozen: clean NDCG@10 and NDCG@10 under FGSM, L2 and same-size random noise at every eps of
+the grid, on the outputs and on the tokens. Writes `report.json` (one row per number) after every seed.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import argparse
 import copy
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,17 +28,18 @@ import numpy as np
 import torch
 from accelerate.utils import set_seed
 
-from textrec.adversarial import perturbation, random_perturbation
+from textrec.adversarial import EPS_GRID, NORMS, PLACES, AdversarialObjective, TokenTable, attack_grid
 from textrec.build import build_model, item_template, item_tokens
+from textrec.checkpoints import trainable_state
 from textrec.config import DataConfig, ModelConfig, config_help, config_to_dict, load_config
 from textrec.data import load_data
 from textrec.engine import LoopConfig, Validation, WindowExamples, fit, make_accelerator
-from textrec.evaluation import compute_item_vectors, compute_text_vectors, evaluate, evaluate_scores
-from textrec.features import all_targets, pad_histories
+from textrec.evaluation import compute_text_vectors, evaluate_scores, popularity_scores
+from textrec.features import all_targets
 from textrec.files import atomic_write_text
 from textrec.hub import save_pretrained
-from textrec.metrics import metrics_from_ranks, target_ranks
-from textrec.objectives import AdversarialSettings, TrainingObjective
+from textrec.metrics import ndcg_per_event, paired_bootstrap
+from textrec.objectives import TrainingObjective
 from textrec.splits import leave_one_out
 
 logger = logging.getLogger(__name__)
@@ -41,36 +47,38 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class AdversarialConfig:
-    """Training budget, the adversarial term, and the attack grid."""
+    """The normal model's budget, the warm-started adversarial training, its validation grid, and the attacks."""
 
-    output_dir: str = field(default="outputs/fgsm", metadata={"help": "reports and both models"})
-    seed: int = field(default=42, metadata={"help": "seed (same for both models)"})
-    epochs: int = field(default=20, metadata={"help": "epochs for each model (same budget)"})
-    warmup_epochs: int = field(default=15, metadata={"help": "of those, epochs on frozen text vectors first"})
-    patience: int = field(default=3, metadata={"help": "early stopping on validation NDCG@10 (both models)"})
-    batch_size: int = field(default=64, metadata={"help": "windows per step and process"})
-    lr: float = field(default=1e-3, metadata={"help": "heads and sequence tower"})
-    encoder_lr: float = field(default=2e-4, metadata={"help": "LoRA weights"})
-    train_eps: float = field(default=0.1, metadata={"help": "training perturbation, x mean item vector norm"})
-    train_eps_grid: list = field(
-        default_factory=list,
-        metadata={"help": "training eps candidates; the best on validation NDCG@10 is kept (empty: train_eps)"},
-    )
+    output_dir: str = field(default="outputs/fgsm", metadata={"help": "report and models"})
+    seeds: list = field(default_factory=lambda: [0], metadata={"help": "the grid runs on the first seed"})
+    epochs: int = field(default=300, metadata={"help": "normal model: maximum epochs"})
+    max_train_minutes: float = field(default=8.0, metadata={"help": "normal model: time budget (0: none)"})
+    patience: int = field(default=10, metadata={"help": "normal model: early stopping on validation NDCG@10"})
+    batch_size: int = field(default=64, metadata={"help": "windows per step"})
+    lr: float = field(default=1e-3, metadata={"help": "normal model: learning rate"})
+    adv_epochs: int = field(default=5, metadata={"help": "warm-started training: fixed epochs (no early stop)"})
+    adv_lr: float = field(default=5e-4, metadata={"help": "warm-started training: learning rate"})
+    ramp_epochs: float = field(default=1.0, metadata={"help": "lambda ramps from 0 over these epochs (0: off)"})
+    train_on: str = field(default="outputs", metadata={"help": "what training perturbs: outputs | tokens"})
     train_norm: str = field(default="sign", metadata={"help": "sign (FGSM) | l2 (FGM / APR)"})
-    adv_weight: float = field(default=1.0, metadata={"help": "lambda in L(clean) + lambda L(perturbed)"})
-    train_where: str = field(
-        default="items", metadata={"help": "what training perturbs: items (the vectors attacked) | users | both"}
-    )
-    attack_on: str = field(default="outputs", metadata={"help": "outputs (tower vectors) | tokens (item text)"})
-    eps_grid: list = field(default_factory=lambda: [0.01, 0.05, 0.1, 0.5], metadata={"help": "x mean norm"})
+    weights: list = field(default_factory=lambda: [0.5, 1.0], metadata={"help": "lambda grid"})
+    train_eps_grid: list = field(default_factory=lambda: [0.05, 0.1], metadata={"help": "training eps grid"})
+    control: bool = field(default=True, metadata={"help": "also continue the normal model with lambda 0"})
+    select_eps: float = field(default=0.1, metadata={"help": "the validation attack (FGSM on train_on) eps"})
+    clean_tolerance: float = field(default=0.03, metadata={"help": "allowed relative validation clean loss"})
+    attack_on: list = field(default_factory=lambda: list(PLACES), metadata={"help": "outputs and/or tokens"})
+    token_attack_seeds: int = field(default=1, metadata={"help": "how many seeds (first ones) get token attacks"})
+    eps_grid: list = field(default_factory=lambda: list(EPS_GRID), metadata={"help": "relative attack sizes"})
 
     def __post_init__(self):
-        if self.train_norm not in ("sign", "l2"):
-            raise ValueError(f"adversarial.train_norm: expected sign or l2, got {self.train_norm!r}")
-        if self.attack_on not in ("outputs", "tokens"):
-            raise ValueError(f"adversarial.attack_on: expected outputs or tokens, got {self.attack_on!r}")
-        if self.train_where not in ("items", "users", "both"):
-            raise ValueError(f"adversarial.train_where: expected items, users or both, got {self.train_where!r}")
+        if self.train_norm not in NORMS:
+            raise ValueError(f"adversarial.train_norm: expected one of {NORMS}, got {self.train_norm!r}")
+        if self.train_on not in PLACES:
+            raise ValueError(f"adversarial.train_on: expected one of {PLACES}, got {self.train_on!r}")
+        if not set(self.attack_on) <= set(PLACES) or not self.attack_on:
+            raise ValueError(f"adversarial.attack_on: expected a non-empty subset of {PLACES}, got {self.attack_on}")
+        if not self.seeds or not self.weights or not self.train_eps_grid:
+            raise ValueError("adversarial.seeds, weights and train_eps_grid: each needs at least one value")
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "adversarial": AdversarialConfig}
@@ -92,184 +100,156 @@ def main():
     data_cfg, model_cfg, adv = cfg["data"], cfg["model"], cfg["adversarial"]
     if model_cfg.user_tower != "sequence":
         raise ValueError("model.user_tower: this recipe attacks the sequence user tower; set it to 'sequence'")
-    if adv.attack_on == "tokens" and model_cfg.encoder is None:
-        raise ValueError("adversarial.attack_on: 'tokens' needs a text encoder (model.encoder)")
+    if model_cfg.encoder is not None and model_cfg.train_mode != "frozen":
+        raise ValueError("model.train_mode: adversarial training reads cached item text; set it to 'frozen'")
+    if "tokens" in adv.attack_on + [adv.train_on] and model_cfg.encoder is None:
+        raise ValueError("adversarial: 'tokens' needs a text encoder (model.encoder)")
     out = Path(adv.output_dir)
     accelerator = make_accelerator(LoopConfig())
-    set_seed(adv.seed)
 
     # 1. Data: E1 leave-one-out
     with accelerator.main_process_first():
         data = load_data(data_cfg)
     split = leave_one_out(data)
     template = item_template(data, data_cfg)
-    texts = template.render_all(data.items)
-
-    # 2. Models: one initial state, trained twice (normal, adversarial) with the same budget
-    initial, tokenizer = build_model(model_cfg, data.num_items)
-    initial.mark_trained_items(np.unique(np.concatenate(split.train)))
-    tokens = item_tokens(texts, tokenizer, model_cfg, initial) if initial.has_text else None
+    dataset = "synthetic" if data_cfg.format == "synthetic" else Path(data_cfg.path).name
     examples = WindowExamples(all_targets(split.train), model_cfg.max_history)
-    freq = torch.as_tensor(np.bincount(np.concatenate(split.train), minlength=data.num_items), dtype=torch.float32)
-    loop = LoopConfig(
-        seed=adv.seed,
-        epochs=adv.epochs,
-        batch_size=adv.batch_size,
-        lr=adv.lr,
-        encoder_lr=adv.encoder_lr,
-        encoder_warmup_epochs=adv.warmup_epochs,
-        patience=adv.patience,
-        checkpoint_every=0,
-    )
-    validation = Validation(split.valid, data.num_items, tokens)
-    models, costs, selection = {}, {}, {}
-    candidates = [("normal", 0.0, adv.train_eps)]
-    candidates += [("adversarial", adv.adv_weight, eps) for eps in (adv.train_eps_grid or [adv.train_eps])]
-    for name, weight, eps in candidates:
-        # 3. Train through the library loop, early-stopped on validation NDCG@10; the adversarial model's training
-        #    eps is the grid value with the best validation NDCG@10 (the test split is not read here)
-        model = copy.deepcopy(initial)
-        adversarial = AdversarialSettings(eps, adv.train_norm, weight, adv.train_where) if weight else None
-        objective = TrainingObjective(model, tokens, freq + 1, adversarial=adversarial)
-        result = fit(objective, examples, loop, accelerator, validation=validation, desc=f"{name} eps {eps}")
-        logger.info(f"{name} (eps {eps}): {result.train_seconds:.0f}s, valid NDCG@10 {result.best_valid_ndcg:.4f}")
-        if weight:
-            selection[str(eps)] = result.best_valid_ndcg
-        if name not in costs or result.best_valid_ndcg > costs[name]["best_valid_ndcg@10"]:
-            costs[name] = {**result.cost(), "best_valid_ndcg@10": result.best_valid_ndcg, "train_eps": eps}
-            models[name] = model.eval()
-
-    # 4. Evaluate: clean, FGSM / L2 attacks on the eps grid, random control of the same norm
+    freq = torch.as_tensor(popularity_scores(split.train, data.num_items), dtype=torch.float32) + 1.0
+    steps_per_epoch = -(-len(examples) // (adv.batch_size * accelerator.num_processes))
     report = {
         "config": config_to_dict(cfg),
-        "protocol": "E4 on the E1 test split, history masked",
-        "costs": costs,
-        "train_eps_validation": selection,
-        "models": {},
+        "protocol": "E4 on the E1 split, full ranking, history masked; eps relative to each vector's norm",
+        "popularity_ndcg@10": evaluate_scores(freq.double(), split.test)["ndcg@10"],
+        "rows": [],
+        "selection": [],
+        "costs": [],
+        "bootstrap": [],
     }
-    for name, model in models.items():
-        rows = attack_grid(model, split.test, tokens, adv, accelerator)
-        report["models"][name] = rows
-        logger.info(f"{name}: clean NDCG@10 {rows['clean']:.4f}")
-    report["popularity_ndcg@10"] = evaluate_scores(torch.as_tensor(freq, dtype=torch.float64), split.test)["ndcg@10"]
+    chosen = None
+    for n, seed in enumerate(adv.seeds):
+        # 2. Normal model: the E1 budget and stopping rule; the encoder is frozen, so its text vectors are a cache
+        set_seed(seed)
+        normal, tokenizer = build_model(model_cfg, data.num_items)
+        normal.mark_trained_items(np.unique(np.concatenate(split.train)))
+        tokens = (
+            item_tokens(template.render_all(data.items), tokenizer, model_cfg, normal) if normal.has_text else None
+        )
+        text = compute_text_vectors(normal, tokens, 256, accelerator, None) if normal.has_text else None
+        validation = Validation(split.valid, data.num_items, tokens)
+        loop = LoopConfig(
+            seed=seed,
+            epochs=adv.epochs,
+            max_train_minutes=adv.max_train_minutes,
+            batch_size=adv.batch_size,
+            lr=adv.lr,
+            patience=adv.patience,
+            checkpoint_every=0,
+        )
+        result = fit(
+            TrainingObjective(normal, tokens, freq), examples, loop, accelerator, validation=validation,
+            text_vectors=text, desc=f"normal seed {seed}",
+        )  # fmt: skip
+        models = {"normal": (normal.eval(), None)}
+        report["costs"].append({"seed": seed, "method": "normal", **result.cost(), "stopped": result.stopped})
 
-    # 5. Save: both models, the report and its table
+        # 3. Warm-started adversarial training: the grid on the first seed, chosen on validation; then the choice
+        settings = [(w, e) for w in adv.weights for e in adv.train_eps_grid] if n == 0 else [chosen]
+        settings += [(0.0, 0.0)] if adv.control else []
+        adv_loop = LoopConfig(seed=seed, epochs=adv.adv_epochs, batch_size=adv.batch_size, lr=adv.adv_lr)
+        adv_loop.checkpoint_every, adv_loop.progress = 0, loop.progress
+        valid_normal = validate(normal, split.valid, text, tokens, adv)
+        report["selection"].append({"seed": seed, "method": "normal", "lambda": 0.0, "train_eps": 0.0, **valid_normal})
+        for weight, eps in settings:
+            model = copy.deepcopy(normal).train()  # warm start: the converged normal model's weights
+            start, reference = trainable_state(model), trainable_state(normal)
+            warm = start.keys() == reference.keys() and all(torch.equal(start[k], reference[k]) for k in start)
+            objective = AdversarialObjective(
+                model, tokens, freq, eps=eps, norm=adv.train_norm, weight=weight, on=adv.train_on,
+                ramp_steps=int(adv.ramp_epochs * steps_per_epoch),
+            )  # fmt: skip
+            name = "adversarial" if weight else "normal_continued"
+            result = fit(objective, examples, adv_loop, accelerator, text_vectors=text, desc=f"{name} {weight} {eps}")
+            scores = validate(model.eval(), split.valid, text, tokens, adv)
+            logger.info(f"seed {seed} {name} lambda {weight} eps {eps}: validation {scores}")
+            row = {"seed": seed, "method": name, "lambda": weight, "train_eps": eps, "warm_start": warm, **scores}
+            report["selection"].append(row)
+            report["costs"].append({"seed": seed, "method": name, "lambda": weight, "train_eps": eps, **result.cost()})
+            models[(weight, eps) if weight else name] = (model, scores)
+        if n == 0:
+            chosen = choose(report["selection"], valid_normal, adv)
+            report["chosen"] = {"lambda": chosen[0], "train_eps": chosen[1], "rule": selection_rule(adv)}
+            logger.info(f"chosen on validation: lambda {chosen[0]}, train eps {chosen[1]}")
+        models["adversarial"] = models[chosen]
+
+        # 4. Evaluate on test, once per model, after the choice is frozen
+        places = adv.attack_on if n < adv.token_attack_seeds else [p for p in adv.attack_on if p != "tokens"]
+        ranks = {}
+        for name in ("normal", "normal_continued", "adversarial"):
+            if name not in models:
+                continue
+            model = models[name][0]
+            weight, eps = chosen if name == "adversarial" else (0.0, 0.0)
+            started = time.perf_counter()
+            for on in places:
+                table = TokenTable(model.item_encoder, tokens) if on == "tokens" else None
+                for row in attack_grid(model, split.test, text, table, on=on, eps_grid=adv.eps_grid, seed=seed):
+                    ranks[name, row["attack"], on, row["eps"]] = row.pop("ranks")
+                    report["rows"].append(
+                        {"dataset": dataset, "split": "test", "method": name, "lambda": weight, "train_eps": eps,
+                         "train_norm": adv.train_norm, "train_on": adv.train_on, **row, "seed": seed}
+                    )  # fmt: skip
+            logger.info(f"seed {seed} {name}: attacked in {time.perf_counter() - started:.0f}s")
+        report["bootstrap"] += paired(ranks, adv, seed)
+
+        # 5. Save: the report after every seed, the first seed's models
+        if accelerator.is_main_process:
+            atomic_write_text(out / "report.json", json.dumps(report, indent=2))
+            if n == 0:
+                for name in ("normal", "adversarial"):
+                    save_pretrained(
+                        models[name][0], out / name, model_cfg, data.item_ids, tokenizer=tokenizer,
+                        item_template=template.template,
+                    )  # fmt: skip
     if accelerator.is_main_process:
-        for name, model in models.items():
-            save_pretrained(
-                model, out / name, model_cfg, data.item_ids, tokenizer=tokenizer, item_template=template.template
-            )
-        atomic_write_text(out / "report.json", json.dumps(report, indent=2))
-        table = markdown(report)
-        atomic_write_text(out / "report.md", table)
-        print(table)
         print(f"report: {out / 'report.json'}")
     accelerator.wait_for_everyone()
     accelerator.end_training()  # destroys the process group before exit
 
 
-def attack_grid(model, events, tokens, adv: AdversarialConfig, accelerator) -> dict:
-    """NDCG@10 clean and under every (attack, eps) of the grid. The gradient is that of the test-set loss, taken
-    once per model; each eps then scales the same step (sign or L2 direction)."""
-    text = compute_text_vectors(model, tokens, 256, accelerator, None) if model.has_text else None
-    items = compute_item_vectors(model, text, model.num_items)
-    clean = evaluate(model, events, items, mask_history=True, accelerator=accelerator)["ndcg@10"]
-    out = {"clean": clean, "attacks": []}
-    histories = [e.history for e in events]
-    targets = torch.as_tensor([e.target for e in events])
-    if adv.attack_on == "outputs":
-        base, grad = items, _grad_wrt_items(model, histories, targets, items)
-        scale = items.norm(dim=-1).mean()
-    else:
-        ids, mask = tokens.batch(range(len(tokens)))
-        base = model.item_encoder.model.get_input_embeddings()(ids).detach()
-        grad = _grad_wrt_tokens(model, histories, targets, base, mask)
-        scale = base[mask.bool()].norm(dim=-1).mean()
-    for eps_rel in adv.eps_grid:
-        eps = float(eps_rel * scale)
-        for attack in ("sign", "l2", "random_sign", "random_l2"):
-            norm = attack.removeprefix("random_")
-            gen = torch.Generator().manual_seed(adv.seed)
-            delta = (
-                random_perturbation(grad, eps, norm, gen)
-                if attack.startswith("random")
-                else perturbation(grad, eps, norm)
-            )
-            if adv.attack_on == "outputs":
-                attacked = base + delta
-            else:
-                with torch.no_grad():
-                    pooled = model.item_encoder(None, mask, inputs_embeds=base + delta * mask.unsqueeze(-1))
-                attacked = compute_item_vectors(model, pooled, model.num_items)
-            ndcg = _ndcg(model, histories, targets, attacked)
-            out["attacks"].append(
-                {
-                    "attack": attack,
-                    "eps_rel": eps_rel,
-                    "eps": eps,
-                    "ndcg@10": ndcg,
-                    "relative_drop": (clean - ndcg) / clean if clean else 0.0,
-                }
-            )
-    return out
+def validate(model, events, text, tokens, adv: AdversarialConfig) -> dict:
+    """Validation NDCG@10 clean and under the selection attack (FGSM on what training perturbs, at select_eps)."""
+    table = TokenTable(model.item_encoder, tokens) if adv.train_on == "tokens" else None
+    rows = attack_grid(model, events, text, table, on=adv.train_on, eps_grid=[adv.select_eps], attacks=["sign"])
+    return {"valid_clean": rows[0]["ndcg@10"], "valid_attacked": rows[1]["ndcg@10"]}
 
 
-def _user_vectors(model, histories, items):
-    hist, hmask = pad_histories(histories, model.max_history)
-    return model.encode_users_sequence(items[hist] * hmask.unsqueeze(-1), hmask)
-
-
-def _loss(model, histories, targets, items):
-    return torch.nn.functional.cross_entropy(
-        model.score(_user_vectors(model, histories, items), items, torch.arange(len(items))), targets, reduction="sum"
+def selection_rule(adv: AdversarialConfig) -> str:
+    return (
+        f"best validation NDCG@10 under FGSM (sign) on {adv.train_on} at eps {adv.select_eps} among the settings "
+        f"whose validation clean NDCG@10 is at least {1 - adv.clean_tolerance:.2f} x the normal model's; "
+        "if none is, the best validation clean NDCG@10"
     )
 
 
-def _grad_wrt_items(model, histories, targets, items):
-    items = items.detach().requires_grad_(True)
-    with torch.enable_grad():
-        (grad,) = torch.autograd.grad(_loss(model, histories, targets, items), items)
-    return grad
+def choose(selection: list[dict], normal: dict, adv: AdversarialConfig) -> tuple[float, float]:
+    """The (lambda, eps) that `selection_rule` names, from the first seed's validation rows."""
+    rows = [r for r in selection if r["method"] == "adversarial"]
+    allowed = [r for r in rows if r["valid_clean"] >= (1 - adv.clean_tolerance) * normal["valid_clean"]]
+    best = max(allowed, key=lambda r: r["valid_attacked"]) if allowed else max(rows, key=lambda r: r["valid_clean"])
+    return best["lambda"], best["train_eps"]
 
 
-def _grad_wrt_tokens(model, histories, targets, embeds, mask):
-    embeds = embeds.detach().requires_grad_(True)
-    with torch.enable_grad():
-        pooled = model.item_encoder(None, mask, inputs_embeds=embeds)
-        items = model.item_vectors(torch.arange(model.num_items), pooled)
-        (grad,) = torch.autograd.grad(_loss(model, histories, targets, items), embeds)
-    return grad * mask.unsqueeze(-1)
-
-
-@torch.no_grad()
-def _ndcg(model, histories, targets, items) -> float:
-    ranks = []
-    for start in range(0, len(histories), 256):
-        h = histories[start : start + 256]
-        scores = model.score(_user_vectors(model, h, items), items, torch.arange(len(items)))
-        masked = torch.zeros_like(scores, dtype=torch.bool)
-        for row, hist in enumerate(h):
-            masked[row, list(hist)] = True
-        ranks.append(target_ranks(scores, targets[start : start + 256], masked))
-    return metrics_from_ranks(torch.cat(ranks), (10,))["ndcg@10"]
-
-
-def markdown(report: dict) -> str:
-    names = list(report["models"])
-    lines = [
-        "| attack | eps (x mean norm) | " + " | ".join(f"{n} NDCG@10 (drop)" for n in names) + " |",
-        "|---|---|" + "---|" * len(names),
-    ]
-    lines.append("| clean | 0 | " + " | ".join(f"{report['models'][n]['clean']:.4f}" for n in names) + " |")
-    first = report["models"][names[0]]["attacks"]
-    for k, row in enumerate(first):
-        cells = [
-            f"{report['models'][n]['attacks'][k]['ndcg@10']:.4f} "
-            f"({report['models'][n]['attacks'][k]['relative_drop']:+.1%})"
-            for n in names
-        ]
-        lines.append(f"| {row['attack']} | {row['eps_rel']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+def paired(ranks: dict, adv: AdversarialConfig, seed: int) -> list[dict]:
+    """Paired bootstrap (1,000 resamples of test events) of adversarial - normal NDCG@10, clean and under FGSM."""
+    out = []
+    for attack, on, eps in [("none", "outputs", 0.0), ("sign", adv.train_on, adv.select_eps)]:
+        a, b = ranks.get(("adversarial", attack, on, eps)), ranks.get(("normal", attack, on, eps))
+        if a is not None and b is not None:
+            stats = paired_bootstrap(ndcg_per_event(a), ndcg_per_event(b), seed=seed)
+            out.append(
+                {"seed": seed, "a": "adversarial", "b": "normal", "attack": attack, "on": on, "eps": eps, **stats}
+            )
+    return out
 
 
 if __name__ == "__main__":
