@@ -175,19 +175,12 @@ def main():
         results[f"popularity_mask={mask}"] = evaluate_scores(
             popularity_scores(split.train, data.num_items), split.test, mask_history=mask
         )
-    if cold:
+    if cold:  # E1-cold slices: validation (for choosing a configuration) and test
         pop = popularity_scores(split.train, data.num_items)
-        results["cold_start"] = cold_start_report(
-            split.test,
-            cold,
-            model=model,
-            item_vectors=vectors,
-            popularity=pop,
-            content_vectors=untrained,
-            history_text=hist_text,
-            batch_size=train_cfg.eval_batch_size,
-            accelerator=accelerator,
-        )
+        for name, events in (("cold_start_valid", split.valid), ("cold_start", split.test)):
+            results[name] = cold_start_report(events, cold, model=model, item_vectors=vectors, popularity=pop,
+                content_vectors=untrained, history_text=hist_text, batch_size=train_cfg.eval_batch_size,
+                accelerator=accelerator)  # fmt: skip
         ranks["slice"] = slice_of_events(split.test, cold)
     summary = {
         "protocol": "E1" + ("-cold" if cold else "") + " leave-one-out, full ranking, pessimistic ties",

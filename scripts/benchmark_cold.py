@@ -1,0 +1,340 @@
+"""Benchmark new items (protocol E1-cold): warm and cold test slices on MovieLens, ID-only against the text models.
+
+    python scripts/prepare_movielens.py && python scripts/benchmark_cold.py --dataset ml-100k
+    python scripts/benchmark_cold.py --dataset ml-100k --seeds 0 --jobs 1        # one seed, one run at a time
+
+A seeded 10% of the items (seed 0) is held out of training entirely (`training.cold_item_fraction` of
+recipes/train.py); every run is recipes/train.py with the same budget and stopping rule (at most `--epochs` epochs,
+early stopping on validation NDCG@10 over all validation events with `--patience`, no time budget, so a shared
+machine changes the seconds, not the result). Two phases:
+1. Selection (first seed): the text candidates (text + ids, with id dropout 0.25 / 0.5, with the text-only loss,
+   and text-only) and ID-only. The cold-start configuration is chosen on VALIDATION: the highest validation
+   cold-slice NDCG@10 among candidates whose validation warm slice is within 3% of the best validation warm slice.
+2. The other seeds: ID-only, text + ids, text-only and the chosen configuration.
+References from the same runs: popularity (cold items have no count: they rank last) and the untrained encoder's
+content similarity (cosine to the mean text vector of the whole history). Finished runs are reused.
+
+Output `docs/benchmarks/cold_<dataset>.json`: rows (`dataset`, `method`, `slice`, `seed`, `ndcg@10`, ...), a summary
+per method and slice (mean, sd over seeds), the selection table, paired bootstrap 95% intervals (test events of one
+slice, per-event NDCG@10 averaged over shared seeds) and the issue's targets; `cold_<dataset>.md` holds the tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from textrec.files import atomic_write_text  # noqa: E402
+from textrec.metrics import ndcg_per_event, paired_bootstrap  # noqa: E402
+
+CONFIGS = {
+    "ml-100k": ("ml100k_idonly.yaml", "ml100k_minilm_frozen.yaml"),
+    "ml-1m": ("ml1m_idonly.yaml", "ml1m_minilm_frozen.yaml"),
+}
+# name: (label, which config (0 = ID-only, 1 = text), overrides)
+METHODS = {
+    "id_only": ("ID-only (sequence)", 0, []),
+    "text_ids": ("MiniLM frozen + ids", 1, []),
+    "text_ids_iddrop25": ("MiniLM frozen + ids, id dropout 0.25", 1, ["model.id_dropout=0.25"]),
+    "text_ids_iddrop50": ("MiniLM frozen + ids, id dropout 0.5", 1, ["model.id_dropout=0.5"]),
+    "text_ids_iddrop50_bias": (
+        "MiniLM frozen + ids + bias, id dropout 0.5",
+        1,
+        ["model.id_dropout=0.5", "model.item_bias=true"],
+    ),
+    "text_ids_textloss": ("MiniLM frozen + ids, text-only loss 1.0", 1, ["model.text_loss_weight=1.0"]),
+    "text_only": ("MiniLM frozen, text only (+ bias)", 1, ["model.id_embedding=false", "model.item_bias=true"]),
+}
+ALWAYS = ("id_only", "text_ids", "text_only")  # every seed; the chosen candidate joins them
+SLICES = ("all", "warm", "cold")
+WARM_TOLERANCE = 0.03
+
+
+def run(dataset, name, seed, args, out_root) -> dict:
+    out = out_root / f"{name}_seed{seed}"
+    if (out / "metrics.json").is_file() and (out / "ranks.json").is_file():
+        print(f"[{name} seed {seed}] reusing {out}", flush=True)
+    else:
+        _, which, overrides = METHODS[name]
+        cmd = [sys.executable, str(ROOT / "recipes" / "train.py")]
+        cmd += ["--config", str(ROOT / "recipes" / "configs" / CONFIGS[dataset][which])]
+        cmd += [f"training.output_dir={out}", f"training.seed={seed}", "training.progress=false"]
+        cmd += [f"training.cold_item_fraction={args.cold_fraction}", "training.cold_item_seed=0"]
+        cmd += [f"training.epochs={args.epochs}", f"training.patience={args.patience}", "training.max_train_minutes=0"]
+        cmd += ["training.resume=never", *overrides]
+        print(f"[{name} seed {seed}] {' '.join(cmd)}", flush=True)
+        started = time.perf_counter()
+        out_root.mkdir(parents=True, exist_ok=True)
+        with open(out_root / f"{name}_seed{seed}.log", "w") as log:
+            proc = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        if proc.returncode != 0:
+            raise SystemExit(f"[{name} seed {seed}] failed; see {out_root}/{name}_seed{seed}.log")
+        print(f"[{name} seed {seed}] done in {time.perf_counter() - started:.0f}s", flush=True)
+    return {
+        "metrics": json.loads((out / "metrics.json").read_text()),
+        "ranks": json.loads((out / "ranks.json").read_text()),
+    }
+
+
+def rows_of(dataset, name, seed, result) -> list[dict]:
+    m = result["metrics"]
+    rows = []
+    for s in SLICES:
+        test, valid = m["results"]["cold_start"]["model"].get(s), m["results"]["cold_start_valid"]["model"].get(s)
+        if test is None:
+            continue
+        rows.append(
+            {
+                "dataset": dataset,
+                "method": name,
+                "label": METHODS[name][0],
+                "slice": s,
+                "seed": seed,
+                "ndcg@10": test["ndcg@10"],
+                "recall@10": test["recall@10"],
+                "mrr@10": test["mrr@10"],
+                "n_events": test["n_events"],
+                "valid_ndcg@10": valid["ndcg@10"] if valid else None,
+                "epochs": m["epochs"],
+                "optimizer_steps": m["optimizer_steps"],
+                "train_seconds": m["train_seconds"],
+                "trainable_params": m["trainable_params"],
+                "stopped": m["stopped"],
+            }
+        )
+    return rows
+
+
+def reference_rows(dataset, result) -> list[dict]:
+    out = []
+    for method in ("popularity", "content_similarity"):
+        report = result["metrics"]["results"]["cold_start"].get(method, {})
+        valid = result["metrics"]["results"]["cold_start_valid"].get(method, {})
+        for s in SLICES:
+            if s in report:
+                m = report[s]
+                out.append(
+                    {
+                        "dataset": dataset,
+                        "method": method,
+                        "label": method.replace("_", " ") + (" (untrained MiniLM)" if "content" in method else ""),
+                        "slice": s,
+                        "seed": None,
+                        "ndcg@10": m["ndcg@10"],
+                        "recall@10": m["recall@10"],
+                        "mrr@10": m["mrr@10"],
+                        "n_events": m["n_events"],
+                        "valid_ndcg@10": valid.get(s, {}).get("ndcg@10"),
+                        "epochs": 0,
+                        "train_seconds": 0.0,
+                        "trainable_params": 0,
+                    }
+                )
+    return out
+
+
+def choose(results: dict, seed: int) -> tuple[str | None, list[dict]]:
+    """The cold-start configuration, chosen on validation slices of `seed` (see the module docstring)."""
+    candidates = [n for n in METHODS if n != "id_only" and (n, seed) in results]
+    table = []
+    for n in candidates:
+        v = results[(n, seed)]["metrics"]["results"]["cold_start_valid"]["model"]
+        table.append(
+            {"method": n, "valid_warm_ndcg@10": v["warm"]["ndcg@10"], "valid_cold_ndcg@10": v["cold"]["ndcg@10"]}
+        )
+    if not table:
+        return None, table
+    best_warm = max(r["valid_warm_ndcg@10"] for r in table)
+    eligible = [r for r in table if r["valid_warm_ndcg@10"] >= (1 - WARM_TOLERANCE) * best_warm]
+    chosen = max(eligible, key=lambda r: r["valid_cold_ndcg@10"])["method"]
+    for r in table:
+        r["eligible"] = r in eligible
+        r["chosen"] = r["method"] == chosen
+    return chosen, table
+
+
+def summaries(rows) -> list[dict]:
+    out = []
+    for method in dict.fromkeys(r["method"] for r in rows):
+        for s in SLICES:
+            rs = [r for r in rows if r["method"] == method and r["slice"] == s]
+            if not rs:
+                continue
+            values = [r["ndcg@10"] for r in rs]
+            out.append(
+                {
+                    "summary": True,
+                    "dataset": rs[0]["dataset"],
+                    "method": method,
+                    "label": rs[0]["label"],
+                    "slice": s,
+                    "seeds": [r["seed"] for r in rs],
+                    "ndcg@10_mean": statistics.fmean(values),
+                    "ndcg@10_sd": statistics.stdev(values) if len(values) > 1 else None,
+                    "recall@10_mean": statistics.fmean(r["recall@10"] for r in rs),
+                    "n_events": rs[0]["n_events"],
+                    "epochs_mean": statistics.fmean(r["epochs"] for r in rs),
+                    "train_seconds_mean": statistics.fmean(r["train_seconds"] for r in rs),
+                    "trainable_params": rs[0]["trainable_params"],
+                }
+            )
+    return out
+
+
+def comparisons(results: dict, chosen: str | None) -> list[dict]:
+    pairs = [(chosen, "text_ids", ("warm", "cold")), ("text_only", "text_ids", ("warm", "cold"))]
+    pairs += [(chosen, "id_only", ("warm",)), ("text_ids", "id_only", ("warm",))]
+    out = []
+    for a, b, parts in pairs:
+        seeds = sorted({s for n, s in results if n == a} & {s for n, s in results if n == b})
+        if a is None or a == b or not seeds:
+            continue
+        for part in parts:
+
+            def per_event(name, part=part, seeds=seeds):
+                total = 0
+                for s in seeds:
+                    ranks = results[(name, s)]["ranks"]
+                    keep = [r for r, sl in zip(ranks["test_mask=True"], ranks["slice"]) if sl == part]
+                    total = total + ndcg_per_event(keep)
+                return total / len(seeds)
+
+            out.append({"a": a, "b": b, "slice": part, "seeds": seeds, **paired_bootstrap(per_event(a), per_event(b))})
+    return out
+
+
+def targets(summary_rows, chosen) -> dict:
+    def mean(method, s):
+        return next((r["ndcg@10_mean"] for r in summary_rows if r["method"] == method and r["slice"] == s), None)
+
+    text = [n for n in METHODS if n != "id_only" and mean(n, "cold") is not None]
+    content = mean("content_similarity", "cold")
+    best_warm = max((mean(n, "warm") for n in METHODS if mean(n, "warm") is not None), default=None)
+    out = {"content_similarity_cold": content, "best_warm": best_warm}
+    if chosen and content and best_warm:
+        out.update(
+            {
+                "chosen": chosen,
+                "chosen_cold": mean(chosen, "cold"),
+                "cold_ratio_to_content": mean(chosen, "cold") / content,
+                "cold_target_2x_met": mean(chosen, "cold") >= 2 * content,
+                "chosen_warm": mean(chosen, "warm"),
+                "warm_ratio_to_best": mean(chosen, "warm") / best_warm,
+                "warm_target_met": mean(chosen, "warm") >= (1 - WARM_TOLERANCE) * best_warm,
+                "best_cold_text_model": max(text, key=lambda n: mean(n, "cold")),
+            }
+        )
+    return out
+
+
+def markdown(doc) -> str:
+    meta = doc["meta"]
+    lines = [
+        f"{meta['dataset']}, protocol E1-cold ({meta['cold_items']} of the items held out, seed 0), test, history "
+        f"masked. {meta['machine']}, {meta['date']}. Command: `{meta['command']}`",
+        "",
+        "| method | slice | NDCG@10 mean | sd | seeds | Recall@10 | events | epochs | train s | params |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in doc["summary"]:
+        sd = f"{r['ndcg@10_sd']:.4f}" if r["ndcg@10_sd"] is not None else "-"
+        lines.append(
+            f"| {r['label']} | {r['slice']} | {r['ndcg@10_mean']:.4f} | {sd} | {len(r['seeds'])} | "
+            f"{r['recall@10_mean']:.4f} | {r['n_events']} | {r['epochs_mean']:.1f} | {r['train_seconds_mean']:.0f} | "
+            f"{r['trainable_params']:,} |"
+        )
+    lines += ["", "Selection on validation (first seed):", ""]
+    lines += ["| candidate | valid warm NDCG@10 | valid cold NDCG@10 | eligible | chosen |", "|---|---|---|---|---|"]
+    for r in doc["selection"]:
+        lines.append(
+            f"| {r['method']} | {r['valid_warm_ndcg@10']:.4f} | {r['valid_cold_ndcg@10']:.4f} | {r['eligible']} | "
+            f"{r['chosen']} |"
+        )
+    if doc["comparisons"]:
+        lines += ["", "| a | b | slice | seeds | difference [95% CI] |", "|---|---|---|---|---|"]
+        for c in doc["comparisons"]:
+            lines.append(
+                f"| {c['a']} | {c['b']} | {c['slice']} | {len(c['seeds'])} | {c['mean_difference']:+.4f} "
+                f"[{c['difference_low']:+.4f}, {c['difference_high']:+.4f}] |"
+            )
+    lines += ["", "Targets: " + json.dumps(doc["targets"])]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="ml-100k", choices=sorted(CONFIGS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=80, help="maximum epochs of every run")
+    parser.add_argument("--patience", type=int, default=8, help="validations without improvement before stopping")
+    parser.add_argument("--cold-fraction", type=float, default=0.1)
+    parser.add_argument("--jobs", type=int, default=2, help="runs at once (each single-threaded)")
+    parser.add_argument("--out", default=None, help="run folders (default: outputs/cold_<dataset>)")
+    args = parser.parse_args()
+    stem = args.dataset.replace("-", "")
+    out_root = ROOT / (args.out or f"outputs/cold_{stem}")
+    meta = {
+        "dataset": args.dataset,
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, CPU only, 1 thread per run, {args.jobs} runs at once",
+        "command": "OMP_NUM_THREADS=1 python scripts/benchmark_cold.py " + " ".join(sys.argv[1:]),
+        "cold_fraction": args.cold_fraction,
+        "epochs": args.epochs,
+        "patience": args.patience,
+    }
+    results: dict = {}
+    lock = threading.Lock()
+
+    def work(task):
+        name, seed = task
+        result = run(args.dataset, name, seed, args, out_root)
+        with lock:
+            results[(name, seed)] = result
+            write(args.dataset, stem, meta, results, args.seeds[0])
+
+    first = [(n, args.seeds[0]) for n in METHODS]
+    with ThreadPoolExecutor(args.jobs) as pool:
+        list(pool.map(work, first))
+        chosen, _ = choose(results, args.seeds[0])
+        rest = [(n, s) for s in args.seeds[1:] for n in METHODS if n in ALWAYS or n == chosen]
+        list(pool.map(work, rest))
+    print(markdown(write(args.dataset, stem, meta, results, args.seeds[0])))
+
+
+def write(dataset, stem, meta, results, first_seed) -> dict:
+    chosen, selection = choose(results, first_seed)
+    rows = [
+        r
+        for (n, s), res in sorted(results.items(), key=lambda kv: (kv[0][1], kv[0][0]))
+        for r in rows_of(dataset, n, s, res)
+    ]
+    any_text = next((res for (n, _), res in results.items() if n != "id_only"), None)
+    refs = reference_rows(dataset, any_text) if any_text else []
+    meta = {**meta, "cold_items": len(any_text["metrics"]["cold_items"]) if any_text else None}
+    summary_rows = summaries(refs + rows)
+    doc = {
+        "meta": meta,
+        "rows": refs + rows,
+        "summary": summary_rows,
+        "selection": selection,
+        "chosen": chosen,
+        "comparisons": comparisons(results, chosen),
+        "targets": targets(summary_rows, chosen),
+    }
+    atomic_write_text(ROOT / f"docs/benchmarks/cold_{stem}.json", json.dumps(doc, indent=2) + "\n")
+    atomic_write_text(ROOT / f"docs/benchmarks/cold_{stem}.md", markdown(doc))
+    return doc
+
+
+if __name__ == "__main__":
+    main()
