@@ -295,3 +295,10 @@ def test_tab_separated_bad_utf8_is_named(tmp_path):
     (folder / "toy.inter").write_bytes(INTER_HEADER.encode() + b"1\xff\t1\t4\t100\n")
     with pytest.raises(DataError, match=r"toy\.inter: not valid utf-8 text"):
         load_recbole(folder)
+
+
+def test_synthetic_data_refuses_histories_longer_than_the_catalogue():
+    from textrec.synthetic import make_synthetic
+
+    with pytest.raises(ValueError, match="exceeds num_items"):
+        make_synthetic(num_users=3, num_items=10)

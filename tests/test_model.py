@@ -123,3 +123,20 @@ def test_live_encoding_matches_a_fresh_cache(tiny_bert):
     assert mixed.requires_grad  # some came live, with gradient into LoRA
     cached = model.item_vectors(ids, cache.vectors[ids])
     assert torch.allclose(mixed, cached, atol=1e-5)
+
+
+def test_decoder_item_text_ends_with_eos_even_when_truncated():
+    from conftest import build_tokenizer
+
+    from textrec.text import tokenize_texts
+
+    tok = build_tokenizer("llama")
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    long_text = " ".join(["alpha bravo charlie"] * 20)
+    ds = tokenize_texts(["alpha", long_text], tok, max_length=8, append_eos=True)
+    short, truncated = ds["input_ids"]
+    assert short[-1] == tok.eos_token_id and short == tok("alpha" + tok.eos_token)["input_ids"]
+    assert len(truncated) == 8 and truncated[-1] == tok.eos_token_id
+    plain = tokenize_texts([long_text], tok, max_length=8)["input_ids"][0]
+    assert len(plain) == 8 and plain[:7] == truncated[:7]

@@ -45,6 +45,8 @@ def make_synthetic(
     """
     if num_topics > len(TOPIC_WORDS):
         raise ValueError(f"num_topics: at most {len(TOPIC_WORDS)} topics are supported")
+    if max_length > num_items:
+        raise ValueError(f"max_length ({max_length}) exceeds num_items ({num_items}): a user never repeats an item")
     if shift_at is not None and not 0.0 <= shift_at <= 1.0:
         raise ValueError(f"shift_at: expected a share of the stream in [0, 1], got {shift_at}")
     rng = np.random.default_rng(seed)

@@ -49,12 +49,17 @@ def default_template(fields: Sequence[str]) -> ItemTemplate:
 
 
 def tokenize_texts(texts: Sequence[str], tokenizer, max_length: int, append_eos: bool = False) -> datasets.Dataset:
-    """Tokenize once (with `datasets.map`) and keep unpadded token ids; batches are padded on the fly."""
+    """Tokenize once (with `datasets.map`) and keep unpadded token ids; batches are padded on the fly. With
+    `append_eos` (last-token pooling) every sequence ends with EOS, also when the text was truncated."""
     suffix = tokenizer.eos_token if append_eos and tokenizer.eos_token else ""
+    eos = tokenizer.eos_token_id if suffix else None
 
     def encode(batch):
         out = tokenizer([t + suffix for t in batch["text"]], truncation=True, max_length=max_length)
-        return {"input_ids": out["input_ids"]}
+        ids = out["input_ids"]
+        if eos is not None:  # truncation cut the EOS off: the last kept token makes way for it
+            ids = [seq if seq and seq[-1] == eos else seq[: max_length - 1] + [eos] for seq in ids]
+        return {"input_ids": ids}
 
     ds = datasets.Dataset.from_dict({"text": list(texts)})
     return ds.map(encode, batched=True, batch_size=1024, desc="tokenizing")
