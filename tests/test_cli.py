@@ -145,7 +145,7 @@ def test_recommend_jsonl_bad_line_is_one_line_error(cli_model, tmp_path, capsys,
     target = tmp_path / "recs.jsonl"
     assert cli.main(["recommend", *cli_model[3], "--input", str(source), "--output", str(target)]) == 2
     err = capsys.readouterr().err
-    assert f"textrec recommend: {source}:3: " in err and message in err and "Traceback" not in err
+    assert f"textrec recommend: {source}, line 3: " in err and message in err and "Traceback" not in err
     assert not target.exists()  # nothing half-written
 
 
@@ -292,3 +292,16 @@ def test_wheel_ships_recipes_and_configs(tmp_path):
     proc = run_command([sys.executable, "-m", "textrec.cli", "configs"], cwd=tmp_path, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"from {installed / 'textrec' / 'recipes'}" in proc.stdout and "synthetic_tiny" in proc.stdout
+
+
+def test_recommend_jsonl_with_bom_reads_and_bad_utf8_names_the_line(cli_model, tmp_path, capsys):
+    from textrec import cli
+
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b'\xef\xbb\xbf{"history": ["i0"]}\n{"history": ["i1"]}\n')
+    target = tmp_path / "recs.jsonl"
+    assert cli.main(["recommend", *cli_model[3], "--input", str(source), "--output", str(target)]) == 0
+    assert len(target.read_text().splitlines()) == 2
+    source.write_bytes(b'{"history": ["i0"]}\n{"history": ["\xff"]}\n')
+    assert cli.main(["recommend", *cli_model[3], "--input", str(source), "--output", str(tmp_path / "x")]) == 2
+    assert f"{source}, line 2: not valid UTF-8" in capsys.readouterr().err

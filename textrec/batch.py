@@ -11,12 +11,13 @@ atomically: all or nothing).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm.auto import tqdm
+
+from textrec.data import iter_json_lines
 
 FIELDS = ("history", "text", "user_id", "id", "k")
 PASSED_THROUGH = ("user_id", "id")
@@ -34,22 +35,11 @@ class BatchRequest:
 
 
 def read_requests(path: str | Path) -> list[BatchRequest]:
-    """The requests of a JSON-lines file; a bad line is a ValueError naming the file and the line."""
-    requests = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if line.strip():
-                requests.append(_parse(line, f"{path}:{number}"))
-    return requests
+    """The requests of a JSON-lines file; a bad line is a ValueError (`DataError`) naming the file and the line."""
+    return [_parse(record, f"{path}, line {number}") for number, record in iter_json_lines(path)]
 
 
-def _parse(line: str, where: str) -> BatchRequest:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{where}: not valid JSON ({err.msg}, column {err.colno})") from None
-    if not isinstance(record, dict):
-        raise ValueError(f"{where}: expected a JSON object with 'history' or 'text', got {type(record).__name__}")
+def _parse(record: dict, where: str) -> BatchRequest:
     unknown = [key for key in record if key not in FIELDS]
     if unknown:
         raise ValueError(f"{where}: unknown field {unknown[0]!r} (known: {', '.join(FIELDS)})")

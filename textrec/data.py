@@ -477,6 +477,28 @@ def load_grouplens_100k(directory: str | Path) -> RecData:
     return build_recdata(inter, items)
 
 
+def iter_json_lines(path: str | Path):
+    """(line number, object) of every non-blank line of a JSON-lines file (a BOM before the first line is allowed);
+    bad UTF-8, bad JSON or a line that is not an object is a DataError naming the file and the line."""
+    import json
+
+    with open(path, "rb") as f:
+        for line_no, raw_line in enumerate(f, start=1):
+            try:
+                line = raw_line.decode("utf-8-sig" if line_no == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(f"{path}, line {line_no}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}, line {line_no}: not valid JSON ({e.msg}, column {e.colno})") from None
+            if not isinstance(record, dict):
+                raise DataError(f"{path}, line {line_no}: expected a JSON object, got {type(record).__name__}")
+            yield line_no, record
+
+
 def _read_any(path: Path) -> _Table:
     """CSV, TSV, JSON lines or Parquet, chosen by file extension."""
     suffix = path.suffix.lower()
@@ -485,27 +507,8 @@ def _read_any(path: Path) -> _Table:
     if suffix in (".csv", ".tsv"):
         return _read_delimited(path, "," if suffix == ".csv" else "\t", None)
     if suffix in (".jsonl", ".json"):
-        import json
-
         columns: dict[str, list] = {}
-        rows = []
-        with open(path, "rb") as f:
-            for line_no, raw_line in enumerate(f, start=1):
-                try:
-                    line = raw_line.decode("utf-8-sig" if line_no == 1 else "utf-8")
-                except UnicodeDecodeError as e:
-                    raise DataError(
-                        f"{path}, line {line_no}: not valid UTF-8 ({e.reason} at byte {e.start})"
-                    ) from None
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(f"{path}, line {line_no}: not valid JSON ({e.msg})") from None
-                if not isinstance(record, dict):
-                    raise DataError(f"{path}, line {line_no}: expected a JSON object")
-                rows.append((line_no, record))
+        rows = list(iter_json_lines(path))
         names = sorted({k for _, r in rows for k in r})
         for name in names:
             columns[name] = [r.get(name) for _, r in rows]
