@@ -7,10 +7,11 @@ A seeded 10% of the items (seed 0) is held out of training entirely (`training.c
 recipes/train.py); every run is recipes/train.py with the same budget and stopping rule (at most `--epochs` epochs,
 early stopping on validation NDCG@10 over all validation events with `--patience`, no time budget, so a shared
 machine changes the seconds, not the result). Two phases:
-1. Selection (first seed): the text candidates (text + ids, with id dropout 0.25 / 0.5, with the text-only loss,
-   and text-only) and ID-only. The cold-start configuration is chosen on VALIDATION: the highest validation
+1. Selection (first seed): the text candidates (text + ids; with id dropout 0.5, without and with a per-item bias;
+   text-only with a bias) and ID-only. The cold-start configuration is chosen on VALIDATION: the highest validation
    cold-slice NDCG@10 among candidates whose validation warm slice is within 3% of the best validation warm slice.
-2. The other seeds: ID-only, text + ids, text-only and the chosen configuration.
+2. The other seeds: the headline pair, text + ids and the chosen configuration (CPU time: ID-only, which cannot rank
+   cold items at all, and text-only run on the first seed only).
 References from the same runs: popularity (cold items have no count: they rank last) and the untrained encoder's
 content similarity (cosine to the mean text vector of the whole history). Finished runs are reused.
 
@@ -45,23 +46,24 @@ CONFIGS = {
 METHODS = {
     "id_only": ("ID-only (sequence)", 0, []),
     "text_ids": ("MiniLM frozen + ids", 1, []),
-    "text_ids_iddrop25": ("MiniLM frozen + ids, id dropout 0.25", 1, ["model.id_dropout=0.25"]),
     "text_ids_iddrop50": ("MiniLM frozen + ids, id dropout 0.5", 1, ["model.id_dropout=0.5"]),
     "text_ids_iddrop50_bias": (
         "MiniLM frozen + ids + bias, id dropout 0.5",
         1,
         ["model.id_dropout=0.5", "model.item_bias=true"],
     ),
-    "text_ids_textloss": ("MiniLM frozen + ids, text-only loss 1.0", 1, ["model.text_loss_weight=1.0"]),
     "text_only": ("MiniLM frozen, text only (+ bias)", 1, ["model.id_embedding=false", "model.item_bias=true"]),
 }
-ALWAYS = ("id_only", "text_ids", "text_only")  # every seed; the chosen candidate joins them
+EVERY_SEED = ("text_ids",)  # the headline pair: the chosen candidate joins it; the others run on the first seed
 SLICES = ("all", "warm", "cold")
 WARM_TOLERANCE = 0.03
 
 
 def run(dataset, name, seed, args, out_root) -> dict:
     out = out_root / f"{name}_seed{seed}"
+    log_path = out_root / f"{name}_seed{seed}.log"
+    while log_path.is_file() and not (out / "ranks.json").is_file() and time.time() - log_path.stat().st_mtime < 180:
+        time.sleep(30)  # another process is running it (its log is fresh): wait for it instead of starting again
     if (out / "metrics.json").is_file() and (out / "ranks.json").is_file():
         print(f"[{name} seed {seed}] reusing {out}", flush=True)
     else:
@@ -302,11 +304,11 @@ def main() -> None:
             results[(name, seed)] = result
             write(args.dataset, stem, meta, results, args.seeds[0])
 
-    first = [(n, args.seeds[0]) for n in METHODS]
+    first = sorted(((n, args.seeds[0]) for n in METHODS), key=lambda t: (out_root / f"{t[0]}_seed{t[1]}.log").exists())
     with ThreadPoolExecutor(args.jobs) as pool:
         list(pool.map(work, first))
         chosen, _ = choose(results, args.seeds[0])
-        rest = [(n, s) for s in args.seeds[1:] for n in METHODS if n in ALWAYS or n == chosen]
+        rest = [(n, s) for s in args.seeds[1:] for n in METHODS if n in EVERY_SEED or n == chosen]
         list(pool.map(work, rest))
     print(markdown(write(args.dataset, stem, meta, results, args.seeds[0])))
 
