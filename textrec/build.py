@@ -76,6 +76,7 @@ def build_model(cfg: ModelConfig, num_items: int, base=None, tokenizer=None):
         id_dropout=cfg.id_dropout,
         text_loss_weight=cfg.text_loss_weight,
         user_content=cfg.user_content,
+        learn_temperature=cfg.learn_temperature,
     )
     return model, tokenizer
 

@@ -83,7 +83,8 @@ class ModelConfig:
     )
     dim: int = _help("dimension of item and user vectors", 64)
     similarity: str = _help("cosine | dot", "cosine")
-    temperature: float = _help("scores are similarity / temperature", 0.05)
+    temperature: float = _help("scores are similarity / temperature (the initial value if learned)", 0.05)
+    learn_temperature: bool = _help("learn the temperature (as its log, floored at 0.01) with the heads", False)
     item_bias: bool = _help(
         "a learned per-item logit bias (popularity) beside the vector direction; new items get 0", False
     )

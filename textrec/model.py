@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -9,6 +11,7 @@ from torch import nn
 from textrec.encoders import TextEncoder
 
 USER_TOWERS = ("sequence", "text")
+MIN_TEMPERATURE = 0.01
 SIMILARITIES = ("cosine", "dot")
 
 
@@ -54,7 +57,8 @@ class TwoTowerModel(nn.Module):
     User vector = SequenceTower(item vectors of the history) [user_tower="sequence"] or
     Linear(user encoder(history rendered as text)) [user_tower="text"]; `user_encoder=None` with a text user tower
     shares the item encoder.
-    Score = similarity(user, item) / temperature [+ the item's bias], with cosine (normalised) or dot similarity.
+    Score = similarity(user, item) / temperature [+ the item's bias], with cosine (normalised) or dot similarity;
+    the temperature is fixed or learned (`learn_temperature`).
     The optional per-item bias (`item_bias`) holds popularity as a separate logit, so that the vector direction is
     free to carry content; items without a trained id (new items, added by text) get bias 0.
 
@@ -83,6 +87,7 @@ class TwoTowerModel(nn.Module):
         id_dropout: float = 0.0,
         text_loss_weight: float = 0.0,
         user_content: int = 0,
+        learn_temperature: bool = False,
     ):
         super().__init__()
         if user_tower not in USER_TOWERS:
@@ -103,7 +108,9 @@ class TwoTowerModel(nn.Module):
         self.dim = dim
         self.user_tower = user_tower
         self.similarity = similarity
-        self.temperature = temperature
+        self._temperature = temperature
+        # learned as log(temperature), floored at MIN_TEMPERATURE (CLIP's logit scale is capped alike)
+        self.log_temperature = nn.Parameter(torch.tensor(math.log(temperature))) if learn_temperature else None
         self.max_history = max_history
         self.id_dropout = id_dropout
         self.text_loss_weight = text_loss_weight
@@ -128,6 +135,13 @@ class TwoTowerModel(nn.Module):
             self.user_proj = nn.Linear(hidden, dim)
         self.item_bias = nn.Parameter(torch.zeros(num_items)) if item_bias else None
         self.rating_head = nn.Linear(1, 1)  # maps a score to a rating, used by the MSE loss only
+
+    @property
+    def temperature(self) -> float | torch.Tensor:
+        """The score's temperature: the configured float, or the learned one (a 0-d tensor) with learn_temperature."""
+        if self.log_temperature is None:
+            return self._temperature
+        return self.log_temperature.exp().clamp_min(MIN_TEMPERATURE)
 
     # ----- item tower -----
     @property

@@ -189,7 +189,7 @@ class Recommender:
         items = self.item_vectors
         if self.model.similarity == "cosine":
             items = F.normalize(items, dim=-1)
-        items = items / self.model.temperature
+        items = items / float(self.model.temperature)
         if self.model.item_bias is not None:  # score = user . item + bias: one more column, the user's is 1
             rows = self._id_rows(self.item_ids).to(self.model.item_bias.device)
             bias = self.model.bias(rows).detach().to(items.device, items.dtype)
