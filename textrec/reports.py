@@ -100,35 +100,61 @@ def incremental_plot(report: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def transfer_markdown(results: dict) -> str:
+def transfer_markdown(rows: list[dict]) -> str:
+    """E3 table from report rows (one seed) or `textrec.transfer.summarise` rows (mean +- sd over seeds): per method
+    and fraction, NDCG@10 on all / warm / cold target test events, Recall@10, and the fit's cost."""
+    table: dict[tuple, dict] = {}
+    for r in rows:
+        table.setdefault((r.get("dataset", ""), r["method"], float(r["fraction"])), {})[r["slice"]] = r
     lines = [
-        "| method | target users | NDCG@10 | Recall@10 | cold-item NDCG@10 | trainable params |",
-        "|---|---|---|---|---|---|",
+        "| dataset | method | target users | seeds | NDCG@10 all | warm | cold | Recall@10 all | steps | seconds "
+        "| source steps / s | trainable params |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for method, by_fraction in results.items():
-        for fraction, m in by_fraction.items():
-            cold = f"{m['cold_ndcg@10']:.4f}" if m["cold_ndcg@10"] is not None else "-"
-            lines.append(
-                f"| {method} | {float(fraction):.0%} | {m['ndcg@10']:.4f} | {m['recall@10']:.4f} | {cold} | "
-                f"{m['trainable_params']:,} |"
-            )
+    for (dataset, method, fraction), by_slice in table.items():
+        first = by_slice.get("all") or next(iter(by_slice.values()))
+        seeds = first.get("seeds", [first.get("seed")])
+        source = f"{first['source_steps']:.0f} / {first['source_seconds']:.0f}" if "source_steps" in first else "-"
+        cost = [f"{first[k]:.0f}" if first.get(k) is not None else "-" for k in ("steps", "seconds")]
+        lines.append(
+            f"| {dataset} | {method} | {fraction:.0%} | {len(seeds)} | "
+            + " | ".join(_mean_sd(by_slice.get(s), "ndcg@10") for s in ("all", "warm", "cold"))
+            + f" | {_mean_sd(first, 'recall@10')} | {cost[0]} | {cost[1]} | {source} | "
+            f"{first.get('trainable_params', 0):,} |"
+        )
     return "\n".join(lines) + "\n"
 
 
-def transfer_plot(results: dict, path: Path) -> None:
+def _mean_sd(row: dict | None, name: str) -> str:
+    if row is None or row.get(name) is None:
+        return "-"
+    sd = row.get(f"{name}_sd")
+    return f"{row[name]:.4f}" + (f" ± {sd:.4f}" if sd else "")
+
+
+def transfer_plot(rows: list[dict], path: Path) -> None:
+    """Target test NDCG@10 (all events, and the cold slice) against the share of target training users."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for method, by_fraction in results.items():
-        xs = [float(f) for f in by_fraction]
-        ax.plot(xs, [m["ndcg@10"] for m in by_fraction.values()], marker="o", label=method)
-    ax.set(xlabel="share of target training users", ylabel="target test NDCG@10", xscale="symlog")
-    ax.set_xscale("symlog", linthresh=0.05)
-    ax.grid(alpha=0.3)
-    ax.legend()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, name in zip(axes, ("all", "cold")):
+        methods: dict[str, list] = {}
+        for r in rows:
+            if r["slice"] == name:
+                methods.setdefault(r["method"], []).append(
+                    (float(r["fraction"]), r["ndcg@10"], r.get("ndcg@10_sd", 0))
+                )
+        for method, points in methods.items():
+            xs, ys, sds = zip(*sorted(points))
+            style = "--" if method in ("popularity", "content_similarity", "zero_shot") else "-"
+            ax.errorbar(xs, ys, yerr=sds, marker="o", linestyle=style, capsize=3, label=method)
+        ax.set_xscale("symlog", linthresh=0.05)
+        ax.set(xlabel="share of target training users", ylabel="target test NDCG@10", title=f"{name} test events")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

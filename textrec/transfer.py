@@ -1,0 +1,144 @@
+"""Protocol E3 (../shared/PROTOCOL.md): domain transfer, the pieces `recipes/domain_transfer.py` runs.
+
+Two domains with disjoint item sets cut from one catalogue by an item field (MovieLens: genres), each keeping only
+its own items' interactions (`split_domains`). A text-only model trained on the source ranks the target catalogue
+through its text alone (`retarget`). Every row is ranked once over all target test events (`model_ranks`,
+`popularity_ranks`, `content_ranks`: 0-based pessimistic ranks, history masked) and reported per slice (all / warm /
+cold, E1-cold) from those ranks (`slice_rows`), so paired statistics over the same events come for free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from textrec.coldstart import slice_of_events
+from textrec.data import RecData
+from textrec.evaluation import compute_item_vectors, compute_text_vectors, evaluate
+from textrec.metrics import metrics_from_ranks, ndcg_per_event, paired_bootstrap, target_ranks
+from textrec.splits import EvalEvent
+
+SLICES = ("all", "warm", "cold")
+
+
+def domain(data: RecData, item_rows: np.ndarray) -> RecData:
+    """The sub-dataset of some items: their catalogue rows (in catalogue order) and only their interactions."""
+    item_rows = np.sort(np.asarray(item_rows, dtype=np.int64))
+    keep = np.zeros(data.num_items, dtype=bool)
+    keep[item_rows] = True
+    rows = np.flatnonzero(keep[data.arrays.items])
+    return RecData(data.select_interactions(rows).interactions, data.items.select(item_rows.tolist()), data.source)
+
+
+def split_domains(data: RecData, field: str, source_values: Sequence[str]) -> tuple[RecData, RecData]:
+    """(source, target): items whose `field` holds any of `source_values` (as whitespace-separated words) are
+    source items, all others target items."""
+    if field not in data.items.column_names:
+        raise ValueError(f"transfer.domain_field: the catalogue has no field {field!r} ({data.items.column_names})")
+    wanted = set(source_values)
+    is_source = np.array([bool(set(str(v).split()) & wanted) for v in data.items[field]], dtype=bool)
+    if is_source.all() or not is_source.any():
+        raise ValueError(f"transfer.source_values: {sorted(wanted)} leave one domain empty")
+    return domain(data, np.flatnonzero(is_source)), domain(data, np.flatnonzero(~is_source))
+
+
+def retarget(model, num_items: int):
+    """Point a text-only model at another catalogue of `num_items` items (it has no per-item weights: item vectors
+    come from text, so only the catalogue size, which the full softmax and `rankable_items` read, changes)."""
+    if model.id_embedding is not None or model.item_bias is not None:
+        raise ValueError("retarget: only a text-only item tower (no id embedding, no item bias) ranks a new catalogue")
+    model.num_items = num_items
+    model.id_trained = torch.ones(num_items, dtype=torch.bool, device=model.id_trained.device)
+    return model
+
+
+def fraction_users(train: Sequence[np.ndarray], fraction: float, seed: int = 0) -> np.ndarray:
+    """The first `fraction` (at least one) of a seeded permutation of the users with >= 2 training items; the
+    permutation is one for all fractions, so 5% of users is a subset of 20%."""
+    users = np.flatnonzero([len(s) >= 2 for s in train])
+    order = np.random.default_rng(seed).permutation(users)
+    return np.sort(order[: max(1, int(round(len(order) * fraction)))])
+
+
+def model_ranks(model, tokens, events: Sequence[EvalEvent], num_items: int, accelerator=None) -> list[int]:
+    """Ranks of every event's target under a trained model (history masked), over the `num_items` catalogue."""
+    text = compute_text_vectors(model, tokens, 256, accelerator, None) if tokens is not None else None
+    vectors = compute_item_vectors(model, text, num_items)
+    return evaluate(model, events, vectors, accelerator=accelerator, return_ranks=True)["ranks"]
+
+
+def popularity_ranks(counts: torch.Tensor, events: Sequence[EvalEvent], batch_size: int = 512) -> list[int]:
+    """Ranks under one score vector [N] for every user (training counts; items never seen score 0, the lowest)."""
+    return _ranks(lambda batch: counts.double().expand(len(batch), -1), events, len(counts), batch_size)
+
+
+def content_ranks(
+    text_vectors: torch.Tensor, events: Sequence[EvalEvent], last: int | None = None, batch_size: int = 512
+) -> list[int]:
+    """Ranks under untrained content similarity: cosine between each item's text vector and the mean unit text
+    vector of the last `last` history items (None: the whole history), as `evaluate_content_similarity`, batched."""
+    unit = torch.nn.functional.normalize(text_vectors.float(), dim=-1)
+
+    def mean_of(history):
+        recent = list(history) if last is None else list(history)[-last:]
+        return unit[recent].mean(0) if recent else torch.zeros(unit.shape[1])
+
+    def scores(batch):
+        return torch.stack([mean_of(e.history) for e in batch]) @ unit.T
+
+    return _ranks(scores, events, len(unit), batch_size)
+
+
+def _ranks(score_fn, events: Sequence[EvalEvent], num_items: int, batch_size: int) -> list[int]:
+    out = []
+    for start in range(0, len(events), batch_size):
+        batch = events[start : start + batch_size]
+        masked = torch.zeros((len(batch), num_items), dtype=torch.bool)
+        for row, e in enumerate(batch):
+            if e.history:
+                masked[row, list(e.history)] = True
+        targets = torch.as_tensor([e.target for e in batch])
+        out += target_ranks(score_fn(batch), targets, masked).tolist()
+    return out
+
+
+def slice_rows(ranks: Sequence[int], events: Sequence[EvalEvent], cold: Sequence[int], **fields) -> list[dict]:
+    """One row per slice (all / warm / cold) with the metrics of `ranks` (one per event of `events`) and `fields`."""
+    ranks = np.asarray(ranks, dtype=np.int64)
+    names = np.asarray(slice_of_events(events, cold))
+    rows = []
+    for name in SLICES:
+        part = ranks if name == "all" else ranks[names == name]
+        if len(part):
+            rows.append({**fields, "slice": name, **metrics_from_ranks(torch.as_tensor(part))})
+    return rows
+
+
+def summarise(rows: Sequence[dict], keys=("dataset", "method", "fraction", "slice")) -> list[dict]:
+    """Mean and standard deviation (ddof 1; 0 for one seed) of NDCG@10, Recall@10, steps and seconds per
+    (dataset, method, fraction, slice), over the seeds present."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r[k] for k in keys), []).append(r)
+    out = []
+    for key, group in groups.items():
+        summary = {**dict(zip(keys, key)), "seeds": sorted(r["seed"] for r in group)}
+        for name in ("ndcg@10", "recall@10", "steps", "seconds", "source_steps", "source_seconds"):
+            values = [r[name] for r in group if r.get(name) is not None]
+            if values:
+                summary[name] = float(np.mean(values))
+                summary[f"{name}_sd"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+        for name in ("trainable_params", "n_events", "rankable_items"):
+            if group[0].get(name) is not None:
+                summary[name] = group[0][name]
+        out.append(summary)
+    return out
+
+
+def paired_interval(ranks_a: Sequence[Sequence[int]], ranks_b: Sequence[Sequence[int]], seed: int = 0) -> dict:
+    """Paired bootstrap of NDCG@10 on the same events: per-event NDCG@10 averaged over each side's seeds first."""
+    a = torch.stack([ndcg_per_event(r) for r in ranks_a]).mean(0)
+    b = torch.stack([ndcg_per_event(r) for r in ranks_b]).mean(0)
+    return paired_bootstrap(a, b, seed=seed)
