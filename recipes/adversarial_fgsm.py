@@ -5,13 +5,15 @@
 
 Per seed: a normal model trained on the E1 split (early stopping on validation NDCG@10), then adversarial models
 warm-started from it (as APR does) and trained on for a fixed number of epochs with loss = L(clean) + lambda *
-L(perturbed) over the whole catalogue, the perturbation FGSM or L2 of relative size eps on the tower outputs or the
-token input embeddings of item text (`textrec.adversarial`). On the first seed every (lambda, eps) of the grid is
-trained and one is chosen on validation only: the best validation NDCG@10 under the FGSM attack at `select_eps`
-among those whose validation clean NDCG@10 is within `clean_tolerance` of the normal model's; later seeds train
-the chosen one. A control continues the normal model with lambda 0 for the same epochs. The test split is read
-after the choice is frozen: clean NDCG@10 and NDCG@10 under FGSM, L2 and same-size random noise at every eps of
-the grid, on the outputs and on the tokens. Writes `report.json` (one row per number) after every seed.
+L(perturbed) (`adv_loss`: the normal model's in-batch softmax, or the whole catalogue's), the perturbation FGSM or
+L2 of relative size eps on the tower outputs or the token input embeddings of item text (`textrec.adversarial`).
+On the first seed every (lambda, eps) of the grid is trained and one is chosen on validation only: the best
+validation NDCG@10 under the FGSM attack at `select_eps` among those whose validation clean NDCG@10 is within
+`clean_tolerance` of the normal model's; later seeds train the chosen one. A control continues the normal model
+with lambda 0 for the same epochs. The test split is read after the choice is frozen: clean NDCG@10 and NDCG@10
+under FGSM, L2 and same-size random noise at every eps of the grid, on the outputs (all models) and on the tokens
+(normal and adversarial, first `token_attack_seeds` seeds). Writes `report.json` (one row per number) after every
+seed.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import numpy as np
 import torch
 from accelerate.utils import set_seed
 
-from textrec.adversarial import EPS_GRID, NORMS, PLACES, AdversarialObjective, TokenTable, attack_grid
+from textrec.adversarial import EPS_GRID, LOSSES, NORMS, PLACES, AdversarialObjective, TokenTable, attack_grid
 from textrec.build import build_model, item_template, item_tokens
 from textrec.checkpoints import trainable_state
 from textrec.config import DataConfig, ModelConfig, config_help, config_to_dict, load_config
@@ -61,6 +63,9 @@ class AdversarialConfig:
     ramp_epochs: float = field(default=1.0, metadata={"help": "lambda ramps from 0 over these epochs (0: off)"})
     train_on: str = field(default="outputs", metadata={"help": "what training perturbs: outputs | tokens"})
     train_norm: str = field(default="sign", metadata={"help": "sign (FGSM) | l2 (FGM / APR)"})
+    adv_loss: str = field(
+        default="sampled", metadata={"help": "sampled (the normal model's in-batch softmax) | full (whole catalogue)"}
+    )
     weights: list = field(default_factory=lambda: [0.5, 1.0], metadata={"help": "lambda grid"})
     train_eps_grid: list = field(default_factory=lambda: [0.05, 0.1], metadata={"help": "training eps grid"})
     control: bool = field(default=True, metadata={"help": "also continue the normal model with lambda 0"})
@@ -73,6 +78,8 @@ class AdversarialConfig:
     def __post_init__(self):
         if self.train_norm not in NORMS:
             raise ValueError(f"adversarial.train_norm: expected one of {NORMS}, got {self.train_norm!r}")
+        if self.adv_loss not in LOSSES:
+            raise ValueError(f"adversarial.adv_loss: expected one of {LOSSES}, got {self.adv_loss!r}")
         if self.train_on not in PLACES:
             raise ValueError(f"adversarial.train_on: expected one of {PLACES}, got {self.train_on!r}")
         if not set(self.attack_on) <= set(PLACES) or not self.attack_on:
@@ -165,7 +172,7 @@ def main():
             warm = start.keys() == reference.keys() and all(torch.equal(start[k], reference[k]) for k in start)
             objective = AdversarialObjective(
                 model, tokens, freq, eps=eps, norm=adv.train_norm, weight=weight, on=adv.train_on,
-                ramp_steps=int(adv.ramp_epochs * steps_per_epoch),
+                ramp_steps=int(adv.ramp_epochs * steps_per_epoch), loss=adv.adv_loss,
             )  # fmt: skip
             name = "adversarial" if weight else "normal_continued"
             result = fit(objective, examples, adv_loop, accelerator, text_vectors=text, desc=f"{name} {weight} {eps}")
@@ -176,7 +183,7 @@ def main():
             report["costs"].append({"seed": seed, "method": name, "lambda": weight, "train_eps": eps, **result.cost()})
             models[(weight, eps) if weight else name] = (model, scores)
         if n == 0:
-            chosen = choose(report["selection"], valid_normal, adv)
+            chosen = choose(report["selection"], adv)
             report["chosen"] = {"lambda": chosen[0], "train_eps": chosen[1], "rule": selection_rule(adv)}
             logger.info(f"chosen on validation: lambda {chosen[0]}, train eps {chosen[1]}")
         models["adversarial"] = models[chosen]
@@ -190,7 +197,7 @@ def main():
             model = models[name][0]
             weight, eps = chosen if name == "adversarial" else (0.0, 0.0)
             started = time.perf_counter()
-            for on in places:
+            for on in places if name != "normal_continued" else [p for p in places if p != "tokens"]:
                 table = TokenTable(model.item_encoder, tokens) if on == "tokens" else None
                 for row in attack_grid(model, split.test, text, table, on=on, eps_grid=adv.eps_grid, seed=seed):
                     ranks[name, row["attack"], on, row["eps"]] = row.pop("ranks")
@@ -224,17 +231,22 @@ def validate(model, events, text, tokens, adv: AdversarialConfig) -> dict:
 
 
 def selection_rule(adv: AdversarialConfig) -> str:
+    reference = "the lambda-0 control's (same warm start and epochs)" if adv.control else "the normal model's"
     return (
         f"best validation NDCG@10 under FGSM (sign) on {adv.train_on} at eps {adv.select_eps} among the settings "
-        f"whose validation clean NDCG@10 is at least {1 - adv.clean_tolerance:.2f} x the normal model's; "
+        f"whose validation clean NDCG@10 is at least {1 - adv.clean_tolerance:.2f} x {reference}; "
         "if none is, the best validation clean NDCG@10"
     )
 
 
-def choose(selection: list[dict], normal: dict, adv: AdversarialConfig) -> tuple[float, float]:
-    """The (lambda, eps) that `selection_rule` names, from the first seed's validation rows."""
-    rows = [r for r in selection if r["method"] == "adversarial"]
-    allowed = [r for r in rows if r["valid_clean"] >= (1 - adv.clean_tolerance) * normal["valid_clean"]]
+def choose(selection: list[dict], adv: AdversarialConfig) -> tuple[float, float]:
+    """The (lambda, eps) that `selection_rule` names, from the first seed's validation rows. The reference is the
+    control when there is one: the normal model's validation score is the best of its run, so any further training
+    starts below it."""
+    first = [r for r in selection if r["seed"] == selection[0]["seed"]]
+    rows = [r for r in first if r["method"] == "adversarial"]
+    reference = next(r for r in first if r["method"] == ("normal_continued" if adv.control else "normal"))
+    allowed = [r for r in rows if r["valid_clean"] >= (1 - adv.clean_tolerance) * reference["valid_clean"]]
     best = max(allowed, key=lambda r: r["valid_attacked"]) if allowed else max(rows, key=lambda r: r["valid_clean"])
     return best["lambda"], best["train_eps"]
 

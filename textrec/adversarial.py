@@ -19,10 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from textrec.features import ItemTokens, pad_histories
+from textrec.losses import log_sampling_probability
 from textrec.metrics import metrics_from_ranks, target_ranks
 from textrec.objectives import TrainingObjective, encoder_is_trainable
 
@@ -30,6 +32,7 @@ NORMS = ("sign", "l2")
 ATTACKS = ("sign", "l2", "random_sign", "random_l2")
 PLACES = ("outputs", "tokens")
 EPS_GRID = (0.01, 0.05, 0.1, 0.5)
+LOSSES = ("full", "sampled")
 
 
 def perturbation(grad: torch.Tensor, eps: float, norm: str = "sign") -> torch.Tensor:
@@ -195,14 +198,16 @@ def attack_grid(
 
 
 class AdversarialObjective(TrainingObjective):
-    """loss = L(clean) + lambda * L(perturbed), both the softmax cross-entropy over the whole catalogue, the
-    perturbation a step of `norm` (sign = FGSM, l2 = FGM / APR) of relative size `eps` along the gradient of L(clean)
-    with respect to the tensors `on` names (see the module doc), held constant (no gradient through it).
+    """loss = L(clean) + lambda * L(perturbed), both softmax cross-entropies (see `loss`), the perturbation a step
+    of `norm` (sign = FGSM, l2 = FGM / APR) of relative size `eps` along the gradient of L(clean) with respect to the
+    tensors `on` names (see the module doc), held constant (no gradient through it).
 
     Sequence user tower only. The item table [N, D] is built once per step and both the history inputs and the
     candidates are rows of it, so a perturbed item moves everywhere it is used, as in the attack. Item text comes
     from the text-vector cache, so the encoder must be frozen (or absent). lambda ramps linearly from 0 to `weight`
-    over the first `ramp_steps` steps (0: no ramp). With `weight` 0 this is plain full-softmax training."""
+    over the first `ramp_steps` steps (0: no ramp). `loss`: "full" (softmax over the whole catalogue) or "sampled"
+    (the in-batch softmax with logQ of `TrainingObjective`, the loss the normal model trained with, over the same
+    candidates in the clean and the perturbed term). With `weight` 0 this is plain training with that loss."""
 
     def __init__(
         self,
@@ -215,8 +220,12 @@ class AdversarialObjective(TrainingObjective):
         weight: float = 1.0,
         on: str = "outputs",
         ramp_steps: int = 0,
+        loss: str = "full",
     ):
         super().__init__(model, item_tokens, item_freq)
+        if loss not in LOSSES:
+            raise ValueError(f"loss: expected one of {LOSSES}, got {loss!r}")
+        self.loss = loss
         if model.user_tower != "sequence":
             raise ValueError("AdversarialObjective: needs the sequence user tower")
         if encoder_is_trainable(model):
@@ -251,7 +260,8 @@ class AdversarialObjective(TrainingObjective):
         dv = torch.zeros_like(table, requires_grad=weight > 0)
         users = sequence_states(model, table + dv, inputs)[valid]
         du = torch.zeros_like(users, requires_grad=weight > 0)
-        loss = catalogue_loss(model, users + du, table + dv, target_ids)
+        loss_of = self._loss_fn(target_ids, seed)
+        loss = loss_of(users + du, table + dv)
         if self.training:
             self.steps += 1
         if weight == 0:
@@ -270,4 +280,22 @@ class AdversarialObjective(TrainingObjective):
                 moved_text = self.tokens.pooled([s.detach() for s in steps])
             moved = model.item_vectors(ids, moved_text)
             moved_users = sequence_states(model, moved, inputs)[valid]
-        return (loss + weight * catalogue_loss(model, moved_users, moved, target_ids)) * scale
+        return (loss + weight * loss_of(moved_users, moved)) * scale
+
+    def _loss_fn(self, target_ids: torch.Tensor, seed: int):
+        """loss(users, table) of this step: full-catalogue cross-entropy, or the sampled softmax over one fixed set
+        of candidates (the batch's targets and `num_negatives` uniform extras, logQ-corrected)."""
+        if self.loss == "full":
+            return lambda users, table: catalogue_loss(self.model, users, table, target_ids)
+        rng = np.random.default_rng(seed)
+        batch_targets = self.gather_targets(target_ids) if self.gather_targets is not None else target_ids
+        extra = self._uniform(self.num_negatives, rng, target_ids.device)
+        candidates = torch.unique(torch.cat([batch_targets, extra]))
+        log_q = log_sampling_probability(candidates, self.item_freq, len(batch_targets), self.num_negatives, self.logq)
+        columns = torch.searchsorted(candidates, target_ids)
+
+        def loss_of(users, table):
+            logits = self.model.score(users, table[candidates], candidates)
+            return self.softmax(logits, columns, candidates, target_ids, log_q)
+
+        return loss_of
