@@ -52,14 +52,16 @@ def summarise(rows: list[dict]) -> list[dict]:
     return out
 
 
-def targets(summary: list[dict], eps: float, on: str = "outputs") -> dict:
+def targets(summary: list[dict], eps: float, on: str = "outputs", reference: str = "normal") -> dict:
     """Issue 12: under FGSM at `eps` the adversarial model loses at most half the normal model's relative NDCG@10,
-    with clean NDCG@10 within 3% of the normal model's; and whether there is a clean gain (APR: +11% for MF)."""
+    with clean NDCG@10 within 3% of the normal model's; and whether there is a clean gain (APR: +11% for MF).
+    `reference`: normal, or the lambda-0 control (normal_continued: same warm start and epochs)."""
     get = {(s["method"], s["attack"], s["on"], s["eps"]): s for s in summary}
-    normal, adv = get[("normal", "sign", on, eps)], get[("adversarial", "sign", on, eps)]
-    clean_n, clean_a = get[("normal", "none", on, 0.0)], get[("adversarial", "none", on, 0.0)]
+    normal, adv = get[(reference, "sign", on, eps)], get[("adversarial", "sign", on, eps)]
+    clean_n, clean_a = get[(reference, "none", on, 0.0)], get[("adversarial", "none", on, 0.0)]
     ratio = clean_a["ndcg@10"] / clean_n["ndcg@10"]
     return {
+        "reference": reference,
         "on": on,
         "eps": eps,
         "seeds": adv["seeds"],
@@ -109,14 +111,13 @@ def markdown(report: dict, summary: list[dict], checks: list[dict], command: str
                     s = get.get((m, attack, on, eps))
                     cells.append(f"{fmt(s['ndcg@10'], s['ndcg@10_sd'])} ({s['relative_drop']:+.1%})" if s else "-")
                 lines.append(f"| {attack} | {eps} | " + " | ".join(cells) + " |")
-    header = (
-        "| targets (FGSM on) | eps | seeds | drop normal | drop adversarial | ratio (<= 0.5) | clean ratio (>= 0.97) |"
-    )
+    header = "| FGSM on | against | eps | seeds | drop against | drop adversarial | ratio (<= 0.5) | clean ratio |"
     lines += ["", header]
-    lines.append("|---|---|---|---|---|---|---|")
+    lines.append("|---|---|---|---|---|---|---|---|")
     for c in checks:
         lines.append(
-            f"| {c['on']} | {c['eps']} | {c['seeds']} | {c['normal_drop']:.1%} | {c['adversarial_drop']:.1%} | "
+            f"| {c['on']} | {c['reference']} | {c['eps']} | {c['seeds']} | {c['normal_drop']:.1%} | "
+            f"{c['adversarial_drop']:.1%} | "
             f"{c['drop_ratio']:.2f} ({'met' if c['robustness_met'] else 'missed'}) | {c['clean_ratio']:.3f} "
             f"({'met' if c['clean_met'] else 'missed'}) |"
         )
@@ -179,6 +180,8 @@ def main():
     summary = summarise(rows)
     eps = report["config"]["adversarial"]["select_eps"]
     checks = [targets(summary, eps, on) for on in ("outputs", "tokens") if any(s["on"] == on for s in summary)]
+    if any(s["method"] == "normal_continued" for s in summary):
+        checks.append(targets(summary, eps, "outputs", "normal_continued"))
     dataset = rows[0]["dataset"]
     prefix = Path(args.out) if args.out else ROOT / "docs" / "benchmarks" / f"fgsm_{dataset}"
     meta = {
