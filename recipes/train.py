@@ -37,7 +37,7 @@ from textrec.engine import (
     make_accelerator,
     per_process_batch,
 )
-from textrec.evaluation import compute_item_vectors, compute_text_vectors, evaluate, evaluate_scores, popularity_scores
+from textrec.evaluation import cached_text_vectors, compute_item_vectors, evaluate, evaluate_scores, popularity_scores
 from textrec.features import all_targets
 from textrec.files import atomic_write_text
 from textrec.hub import framework_versions, push_or_explain, save_pretrained
@@ -62,6 +62,9 @@ class TrainingConfig(LoopConfig):
         default=0.0, metadata={"help": "E1-cold: hold this share of items out of training and report warm/cold"}
     )
     cold_item_seed: int = field(default=0, metadata={"help": "E1-cold: seed of the held-out items"})
+    text_cache_dir: str | None = field(
+        default=None, metadata={"help": "keep pooled text vectors on disk, keyed by encoder weights and tokens"}
+    )
 
 
 @dataclass
@@ -137,8 +140,10 @@ def main():
     else:
         examples = TextUserExamples(split.train, train_cfg.targets_per_user, train_cfg.seed)
     trainable = model.trainable_parameters()
-    # E1-cold's content-similarity reference reads the encoder before any training
-    untrained = compute_text_vectors(model, tokens, 256, accelerator, None) if cold and tokens else None
+    # The catalogue under the untrained encoder: the loop's first text cache, E1-cold's content-similarity reference
+    text_cache, batch = train_cfg.text_cache_dir, train_cfg.eval_batch_size
+    first = tokens and (cold or text_cache)
+    untrained = cached_text_vectors(model, tokens, text_cache, batch, accelerator, None) if first else None
     logger.info(f"trainable parameters: {trainable:,}", main_process_only=True)
 
     # 3. Fit: the library's one loop, early stopping on validation NDCG@10, resumable
@@ -153,10 +158,15 @@ def main():
         validation=Validation(split.valid, data.num_items, tokens, hist_text),
         checkpoint_dir=output_dir / "checkpoints",
         run_config=run_config,
+        text_vectors=untrained,
     )
 
     # 4. Test: the best validation model, read once, both mask variants; popularity for reference
-    text = compute_text_vectors(model, tokens, train_cfg.eval_batch_size, accelerator, None) if tokens else None
+    text = (
+        cached_text_vectors(model, tokens, text_cache, train_cfg.eval_batch_size, accelerator, None)
+        if tokens
+        else None
+    )
     vectors = compute_item_vectors(model, text, data.num_items)
     results, ranks = {}, {}
     for mask in (True, False):

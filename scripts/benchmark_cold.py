@@ -117,11 +117,16 @@ def rows_of(dataset, name, seed, result) -> list[dict]:
     return rows
 
 
-def reference_rows(dataset, result) -> list[dict]:
+def reference_rows(dataset, results: dict) -> list[dict]:
+    """Popularity and the untrained encoder's content similarity (whole history; last 5 items), from the first text
+    run that reports each (they do not depend on the run)."""
     out = []
-    for method in ("popularity", "content_similarity"):
-        report = result["metrics"]["results"]["cold_start"].get(method, {})
-        valid = result["metrics"]["results"]["cold_start_valid"].get(method, {})
+    for method in ("popularity", "content_similarity", "content_similarity_last5"):
+        runs = [r for (n, _), r in sorted(results.items()) if method in r["metrics"]["results"]["cold_start"]]
+        if not runs:
+            continue
+        report = runs[0]["metrics"]["results"]["cold_start"][method]
+        valid = runs[0]["metrics"]["results"]["cold_start_valid"].get(method, {})
         for s in SLICES:
             if s in report:
                 m = report[s]
@@ -220,7 +225,8 @@ def targets(summary_rows, chosen) -> dict:
         return next((r["ndcg@10_mean"] for r in summary_rows if r["method"] == method and r["slice"] == s), None)
 
     text = [n for n in METHODS if n != "id_only" and mean(n, "cold") is not None]
-    content = mean("content_similarity", "cold")
+    contents = [c for c in (mean("content_similarity", "cold"), mean("content_similarity_last5", "cold")) if c]
+    content = max(contents, default=None)  # the stronger of the two untrained references
     best_warm = max((mean(n, "warm") for n in METHODS if mean(n, "warm") is not None), default=None)
     out = {"content_similarity_cold": content, "best_warm": best_warm}
     if chosen and content and best_warm:
@@ -321,7 +327,7 @@ def write(dataset, stem, meta, results, first_seed) -> dict:
         for r in rows_of(dataset, n, s, res)
     ]
     any_text = next((res for (n, _), res in results.items() if n != "id_only"), None)
-    refs = reference_rows(dataset, any_text) if any_text else []
+    refs = reference_rows(dataset, results)
     meta = {**meta, "cold_items": len(any_text["metrics"]["cold_items"]) if any_text else None}
     summary_rows = summaries(refs + rows)
     doc = {

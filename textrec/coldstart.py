@@ -74,8 +74,9 @@ def cold_start_report(
     batch_size: int = 256,
     accelerator=None,
 ) -> dict[str, dict[str, dict]]:
-    """Metrics (history masked) per method and slice: {"model" | "popularity" | "content_similarity": {"all" |
-    "warm" | "cold": metrics}} for the references given. Content similarity reads the whole history."""
+    """Metrics (history masked) per method and slice: {"model" | "popularity" | "content_similarity" |
+    "content_similarity_last5": {"all" | "warm" | "cold": metrics}} for the references given. Content similarity
+    reads the whole history (the protocol's reference) or its last 5 items."""
     parts = {"all": list(events), **slices(events, cold)}
     out: dict[str, dict[str, dict]] = {}
     for name, part in parts.items():
@@ -87,10 +88,9 @@ def cold_start_report(
             )
         if popularity is not None:
             out.setdefault("popularity", {})[name] = evaluate_scores(popularity, part)
-        if content_vectors is not None:
-            out.setdefault("content_similarity", {})[name] = evaluate_content_similarity(
-                content_vectors, part, last=None
-            )
+        if content_vectors is not None:  # the protocol's whole-history mean, and the last 5 items (often stronger)
+            for method, last in (("content_similarity", None), ("content_similarity_last5", 5)):
+                out.setdefault(method, {})[name] = evaluate_content_similarity(content_vectors, part, last=last)
     return out
 
 

@@ -9,9 +9,14 @@ or dropped when the shards are uneven.
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import math
+import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -19,6 +24,8 @@ from textrec.features import HistoryText, ItemTokens, pad_histories
 from textrec.metrics import metrics_from_ranks, rating_errors, target_ranks
 from textrec.model import TwoTowerModel
 from textrec.splits import EvalEvent
+
+logger = logging.getLogger(__name__)
 
 
 def sharded_map(
@@ -81,6 +88,49 @@ def compute_text_vectors(
         return sharded_map(run, len(item_tokens), batch_size, accelerator, desc)
     finally:
         model.train(was_training)
+
+
+def text_vectors_key(model: TwoTowerModel, item_tokens: ItemTokens) -> str:
+    """sha256 of what decides the catalogue's pooled text vectors: the encoder's weights (adapter included), its
+    pooling, and every item's token ids."""
+    digest = hashlib.sha256(f"pooling={model.item_encoder.pooling}\n".encode())
+    for name, tensor in sorted(model.item_encoder.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    for ids in item_tokens.input_ids:
+        digest.update(np.asarray(ids, dtype=np.int64).tobytes() + b"\x00")
+    return digest.hexdigest()
+
+
+def cached_text_vectors(
+    model: TwoTowerModel,
+    item_tokens: ItemTokens,
+    cache_dir: str | Path | None,
+    batch_size: int = 256,
+    accelerator=None,
+    desc: str | None = "encoding items",
+) -> torch.Tensor:
+    """`compute_text_vectors`, read from / written to `cache_dir` (a safetensors file named by `text_vectors_key`)
+    when one is given: a second run over the same catalogue with the same encoder weights skips the encode."""
+    if cache_dir is None:
+        return compute_text_vectors(model, item_tokens, batch_size, accelerator, desc)
+    from safetensors.torch import load_file, save_file
+
+    key = text_vectors_key(model, item_tokens)
+    path = Path(cache_dir) / f"text_vectors-{key[:24]}.safetensors"
+    if path.is_file():
+        stored = load_file(str(path))
+        if bytes(stored["key"].tolist()).decode() == key and len(stored["vectors"]) == len(item_tokens):
+            logger.info(f"text vectors of {len(item_tokens)} items read from {path}")
+            return stored["vectors"].to(next(model.parameters()).device)
+    vectors = compute_text_vectors(model, item_tokens, batch_size, accelerator, desc)
+    if accelerator is None or accelerator.is_main_process:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        key_bytes = torch.tensor(list(key.encode()), dtype=torch.uint8)
+        save_file({"vectors": vectors.cpu().contiguous(), "key": key_bytes}, str(tmp))
+        tmp.replace(path)  # atomic: a reader never sees half a file
+    return vectors
 
 
 @torch.no_grad()
