@@ -169,7 +169,9 @@ def main():
             lr=tr.lr,
             encoder_lr=tr.encoder_lr,
             encoder_warmup_epochs=warmup if tokens is not None else 0,
-            patience=tr.patience,
+            # Text models' patience does not count in their frozen warm-up epochs; ID-only gets the same grace, so
+            # that no method can stop before epoch warmup_epochs + patience.
+            patience=tr.patience + (0 if tokens is not None else tr.warmup_epochs),
             full_softmax_items=tr.full_softmax_items,
             checkpoint_every=0,
             progress=False,

@@ -62,11 +62,24 @@ def run_seed(dataset: str, seed: int, out: Path, overrides: list[str], force: bo
     return proc.returncode == 0
 
 
+def read_run(path: Path) -> tuple[dict, dict]:
+    """A seed's report and ranks; a part re-run under `path/<part>/` (--part) replaces the rows and ranks of the
+    methods it trained."""
+    report, ranks = json.loads((path / "report.json").read_text()), json.loads((path / "ranks.json").read_text())
+    for part in sorted(p for p in path.iterdir() if (p / "report.json").exists()):
+        redone = json.loads((part / "report.json").read_text())["config"]["transfer"]["methods"]
+        report["rows"] = [r for r in report["rows"] if r["method"] not in redone]
+        report["rows"] += [r for r in json.loads((part / "report.json").read_text())["rows"] if r["method"] in redone]
+        part_ranks = json.loads((part / "ranks.json").read_text())
+        ranks.update({k: v for k, v in part_ranks.items() if k.split("|")[0] in redone})
+    return report, ranks
+
+
 def write_report(dataset: str, runs: dict[int, Path], command: str) -> None:
-    reports = {s: json.loads((p / "report.json").read_text()) for s, p in runs.items() if (p / "report.json").exists()}
-    if not reports:
+    done = {s: read_run(p) for s, p in runs.items() if (p / "report.json").exists()}
+    if not done:
         return
-    ranks = {s: json.loads((runs[s] / "ranks.json").read_text()) for s in reports}
+    reports, ranks = {s: d[0] for s, d in done.items()}, {s: d[1] for s, d in done.items()}
     rows = [r for report in reports.values() for r in report["rows"]]
     intervals = []
     for a, b, target in COMPARISONS:
@@ -113,13 +126,18 @@ def main():
     parser.add_argument("--out", default="outputs/transfer_bench")
     parser.add_argument("--force", action="store_true", help="re-run finished seeds")
     parser.add_argument("--report-only", action="store_true", help="only rewrite the report from finished runs")
+    parser.add_argument(
+        "--part",
+        help="re-run into seed_<s>/<part>/ (e.g. with transfer.methods=[id_only]): its rows "
+        "replace those of the methods it trains",
+    )
     parser.add_argument("overrides", nargs="*", help="recipe overrides, e.g. transfer.max_train_minutes=5")
     args = parser.parse_args()
     command = "python scripts/benchmark_transfer.py " + " ".join(sys.argv[1:])
     runs = {s: Path(args.out) / args.dataset / f"seed_{s}" for s in args.seeds}
     for seed, path in runs.items():
         if not args.report_only:
-            run_seed(args.dataset, seed, path, args.overrides, args.force)
+            run_seed(args.dataset, seed, path / args.part if args.part else path, args.overrides, args.force)
         write_report(args.dataset, runs, command)
 
 
