@@ -52,6 +52,21 @@ METHODS = {
         1,
         ["model.id_dropout=0.5", "model.item_bias=true"],
     ),
+    "text_ids_iddrop50_bias_nologq": (
+        "MiniLM frozen + ids + bias, id dropout 0.5, no logQ",
+        1,
+        ["model.id_dropout=0.5", "model.item_bias=true", "training.logq_correction=false"],
+    ),
+    "text_ids_iddrop50_bias_content5": (
+        "MiniLM frozen + ids + bias, id dropout 0.5, content path 5",
+        1,
+        ["model.id_dropout=0.5", "model.item_bias=true", "model.user_content=5"],
+    ),
+    "text_only_nologq_content5": (
+        "MiniLM frozen, text only, no logQ, content path 5",
+        1,
+        ["model.id_embedding=false", "training.logq_correction=false", "model.user_content=5"],
+    ),
     "text_only": ("MiniLM frozen, text only (+ bias)", 1, ["model.id_embedding=false", "model.item_bias=true"]),
 }
 EVERY_SEED = ("text_ids",)  # the headline pair: the chosen candidate joins it; the others run on the first seed

@@ -42,6 +42,13 @@ RUNS = {
     "ml-100k": {
         "id_only": ("textrec ID-only (sequence)", "ml100k_idonly.yaml", [], "id"),
         "text_frozen": ("MiniLM frozen + ids, sequence user", "ml100k_minilm_frozen.yaml", [], "text_frozen"),
+        "text_frozen_iddrop": (
+            "MiniLM frozen + ids + bias, id dropout 0.5, sequence user",
+            "ml100k_minilm_frozen.yaml",
+            # id dropout converges in more epochs: an epoch cap (80, patience 10) instead of the 8-minute budget
+            ["model.id_dropout=0.5", "model.item_bias=true", "training.max_train_minutes=0", "training.epochs=80"],
+            "text_frozen",
+        ),
         "text_lora": ("MiniLM + LoRA + ids, sequence user", "ml100k_minilm.yaml", [], "text_lora"),
         "text_user": ("MiniLM + LoRA, text user tower", "ml100k_minilm_text_user.yaml", [], "text"),
         "smollm2_frozen": ("SmolLM2-135M frozen + ids, sequence user", "ml100k_smollm2.yaml", [], "text"),
