@@ -3,9 +3,9 @@
     OMP_NUM_THREADS=1 python recipes/adversarial_fgsm.py --config recipes/configs/fgsm_ml100k_minilm.yaml
     python scripts/benchmark_fgsm.py --report outputs/fgsm_ml100k_minilm/report.json
 
-Writes docs/benchmarks/fgsm_<dataset>.json (every test row of the report: dataset, method, lambda, train eps,
-attack, on, eps, seed, ndcg@10; the validation rows that chose lambda and eps; summary rows: mean and sd over seeds
-with the relative drop from clean; the targets of issue 12), a markdown table and a PNG of NDCG@10 against eps.
+Writes docs/benchmarks/fgsm_<dataset, no dashes>.json (every test row of the report: dataset, method, lambda, train
+eps, attack, on, eps, seed, ndcg@10; the validation rows that chose lambda and eps; summary rows: mean and sd over
+seeds with the relative drop from clean; the targets of issue 12), a markdown table and a PNG of NDCG@10 against eps.
 """
 
 from __future__ import annotations
@@ -172,7 +172,9 @@ def plot(summary: list[dict], path: Path) -> None:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--report", required=True, help="report.json written by recipes/adversarial_fgsm.py")
-    parser.add_argument("--out", default=None, help="output prefix (default docs/benchmarks/fgsm_<dataset>)")
+    parser.add_argument(
+        "--out", default=None, help="output prefix (default docs/benchmarks/fgsm_<dataset, no dashes>)"
+    )
     parser.add_argument("--command", default="", help="the command that produced the report, for the table")
     args = parser.parse_args()
     report = json.loads(Path(args.report).read_text())
@@ -183,7 +185,7 @@ def main():
     if any(s["method"] == "normal_continued" for s in summary):
         checks.append(targets(summary, eps, "outputs", "normal_continued"))
     dataset = rows[0]["dataset"]
-    prefix = Path(args.out) if args.out else ROOT / "docs" / "benchmarks" / f"fgsm_{dataset}"
+    prefix = Path(args.out) if args.out else ROOT / "docs" / "benchmarks" / f"fgsm_{dataset.replace('-', '')}"
     meta = {
         "command": args.command,
         "machine": f"{platform.machine()}, CPU only, OMP_NUM_THREADS=1",
