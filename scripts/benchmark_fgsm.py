@@ -138,17 +138,27 @@ def markdown(report: dict, summary: list[dict], checks: list[dict], command: str
     return "\n".join(lines) + "\n"
 
 
-def plot(summary: list[dict], path: Path) -> None:
+def plot(summary: list[dict], selection: list[dict], path: Path) -> None:
+    """NDCG@10 against eps per place attacked (test), and the clean vs robust trade-off of the grid (validation)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     places = [on for on in ("outputs", "tokens") if any(s["on"] == on for s in summary)]
-    fig, axes = plt.subplots(1, len(places), figsize=(6 * len(places), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(places) + 1, figsize=(6 * len(places) + 5, 4.2), squeeze=False)
+    trade = axes[0][-1]
+    for r in (r for r in selection if r["seed"] == selection[0]["seed"]):
+        trade.scatter(r["valid_clean"], r["valid_attacked"], color="tab:red" if r["lambda"] else "tab:blue")
+        label = f"lambda {r['lambda']}, eps {r['train_eps']}" if r["lambda"] else r["method"]
+        trade.annotate(label, (r["valid_clean"], r["valid_attacked"]), fontsize=7)
+    trade.set_xlabel("validation clean NDCG@10")
+    trade.set_ylabel("validation NDCG@10 under FGSM")
+    trade.set_title("trade-off of the grid (validation, first seed)")
+    trade.grid(alpha=0.3)
     colours = {"normal": "tab:blue", "normal_continued": "tab:gray", "adversarial": "tab:red"}
     styles = {"sign": "-", "l2": "--", "random_sign": ":", "random_l2": "-."}
-    for ax, on in zip(axes[0], places):
+    for ax, on in zip(axes[0][:-1], places):
         for method in METHODS:
             mine = [s for s in summary if s["method"] == method and s["on"] == on]
             if not mine:
@@ -199,7 +209,7 @@ def main():
     prefix.parent.mkdir(parents=True, exist_ok=True)
     Path(f"{prefix}.json").write_text(json.dumps(out, indent=1) + "\n")
     Path(f"{prefix}.md").write_text(markdown(report, summary, checks, args.command))
-    plot(summary, Path(f"{prefix}.png"))
+    plot(summary, report["selection"], Path(f"{prefix}.png"))
     print(Path(f"{prefix}.md").read_text())
 
 
