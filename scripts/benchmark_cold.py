@@ -302,6 +302,7 @@ def main() -> None:
     parser.add_argument("--patience", type=int, default=8, help="validations without improvement before stopping")
     parser.add_argument("--cold-fraction", type=float, default=0.1)
     parser.add_argument("--jobs", type=int, default=2, help="runs at once (each single-threaded)")
+    parser.add_argument("--reuse-only", action="store_true", help="start no run: tabulate the finished ones")
     parser.add_argument("--out", default=None, help="run folders (default: outputs/cold_<dataset>)")
     args = parser.parse_args()
     stem = args.dataset.replace("-", "")
@@ -320,6 +321,8 @@ def main() -> None:
 
     def work(task):
         name, seed = task
+        if args.reuse_only and not (out_root / f"{name}_seed{seed}" / "ranks.json").is_file():
+            return
         result = run(args.dataset, name, seed, args, out_root)
         with lock:
             results[(name, seed)] = result

@@ -251,6 +251,7 @@ def main() -> None:
     parser.add_argument("--budget-scale", type=float, default=1.0, help="multiply every training budget")
     parser.add_argument("--out", default=None, help="run folders (default: outputs/bench_<dataset>)")
     parser.add_argument("--force", action="store_true", help="redo runs that already finished")
+    parser.add_argument("--reuse-only", action="store_true", help="start no run: tabulate the finished ones")
     parser.add_argument("--launcher", default=sys.executable, help="e.g. 'accelerate launch --num_processes 1'")
     args = parser.parse_args()
     import torch
@@ -270,7 +271,7 @@ def main() -> None:
     for seed in args.seeds:  # seed-major: a cut-off benchmark has every model at the first seeds
         for name in RUNS[args.dataset]:
             done = (out_root / f"{name}_seed{seed}" / "ranks.json").is_file()
-            if args.only and name not in args.only and not done:
+            if (args.only and name not in args.only and not done) or (args.reuse_only and not done):
                 continue
             force = args.force and (not args.only or name in args.only)
             summary, ranks[(name, seed)] = run_config(
