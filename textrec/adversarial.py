@@ -35,16 +35,6 @@ EPS_GRID = (0.01, 0.05, 0.1, 0.5)
 LOSSES = ("full", "sampled")
 
 
-def perturbation(grad: torch.Tensor, eps: float, norm: str = "sign") -> torch.Tensor:
-    """An absolute step of size `eps`: `sign` (L-infinity) or `l2` (per row). Only `objectives.AdversarialSettings`
-    still uses it; E4 uses `relative_perturbation`."""
-    if norm == "sign":
-        return eps * grad.sign()
-    if norm == "l2":
-        return eps * grad / grad.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    raise ValueError(f"norm: expected one of {NORMS}, got {norm!r}")
-
-
 def relative_perturbation(x: torch.Tensor, grad: torch.Tensor, eps: float, norm: str = "sign") -> torch.Tensor:
     """The step along `grad` for the rows of `x` [..., D], of L2 size eps * ||x|| per row (see the module doc)."""
     size = eps * x.detach().norm(dim=-1, keepdim=True)

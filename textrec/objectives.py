@@ -10,8 +10,6 @@ the cache is computed once and training is as fast as an ID model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from torch import nn
@@ -21,16 +19,6 @@ from textrec.losses import InBatchSoftmaxLoss, RatingMSELoss, SampledBCELoss, lo
 from textrec.model import TwoTowerModel
 
 LOSSES = ("softmax", "bce", "mse")
-
-
-@dataclass
-class AdversarialSettings:
-    """Adversarial training on tower outputs: loss = L(clean) + weight * L(clean + eps * step(grad))."""
-
-    eps: float = 0.1  # relative to the mean item vector norm
-    norm: str = "sign"  # sign (FGSM) | l2 (FGM / APR)
-    weight: float = 1.0  # lambda
-    where: str = "both"  # users | items | both
 
 
 class TextVectorCache:
@@ -82,7 +70,6 @@ class TrainingObjective(nn.Module):
         num_negatives: int = 0,
         max_live_items: int = 64,
         history_text: HistoryText | None = None,
-        adversarial: AdversarialSettings | None = None,
         full_softmax_items: int = 0,
         logq: str = "expected_count",
     ):
@@ -101,7 +88,6 @@ class TrainingObjective(nn.Module):
         self.num_negatives = num_negatives
         self.max_live_items = max_live_items
         self.history_text = history_text
-        self.adversarial = adversarial
         self.use_full_softmax(full_softmax_items)
         self.logq = logq
         # Set by the loop under several processes: target ids of all processes, so every process ranks its targets
@@ -214,18 +200,7 @@ class TrainingObjective(nn.Module):
             # DDP averages the processes' gradients: weight this process's mean by its share of the global batch,
             # so the average is the mean over every target of the global batch, as with one process.
             loss = loss * (len(target_ids) * self.gather_targets.processes / max(1, len(batch_targets)))
-        adv = self.adversarial
-        if adv is None or adv.weight == 0 or not self.training:
-            return loss
-        # loss + weight * loss(perturbed tower outputs), the perturbation from the gradient of the clean loss
-        # (FGSM / FGM, APR: He et al. SIGIR 2018); eps is relative to the mean item vector norm.
-        from textrec.adversarial import perturbation
-
-        eps = adv.eps * items.detach().norm(dim=-1).mean()
-        gu, gv = torch.autograd.grad(loss, [users, items], retain_graph=True)
-        du = perturbation(gu, eps, adv.norm).detach() if adv.where in ("users", "both") else 0
-        dv = perturbation(gv, eps, adv.norm).detach() if adv.where in ("items", "both") else 0
-        return loss + adv.weight * loss_of(users + du, items + dv)
+        return loss
 
     def _bce(self, users, target_ids, cache, rng):
         negatives = self._uniform(len(target_ids) * self.num_negatives, rng, target_ids.device)
