@@ -215,6 +215,7 @@ def summaries(rows) -> list[dict]:
 
 def comparisons(results: dict, chosen: str | None) -> list[dict]:
     pairs = [(chosen, "text_ids", ("warm", "cold")), ("text_only", "text_ids", ("warm", "cold"))]
+    pairs += [("text_ids_iddrop50_bias", "text_ids", ("all", "warm", "cold"))]
     pairs += [(chosen, "id_only", ("warm",)), ("text_ids", "id_only", ("warm",))]
     out = []
     for a, b, parts in pairs:
@@ -227,7 +228,7 @@ def comparisons(results: dict, chosen: str | None) -> list[dict]:
                 total = 0
                 for s in seeds:
                     ranks = results[(name, s)]["ranks"]
-                    keep = [r for r, sl in zip(ranks["test_mask=True"], ranks["slice"]) if sl == part]
+                    keep = [r for r, sl in zip(ranks["test_mask=True"], ranks["slice"]) if part in ("all", sl)]
                     total = total + ndcg_per_event(keep)
                 return total / len(seeds)
 
