@@ -175,8 +175,9 @@ def summaries(rows: list[dict]) -> list[dict]:
 def comparisons(summary_rows: list[dict], ranks: dict) -> list[dict]:
     """Paired bootstrap (events) of per-event NDCG@10 averaged over the seeds both runs share."""
 
-    def best(kinds):  # chosen on validation (masked variant), never on test
-        rows = [s for s in summary_rows if s["kind"] in kinds and s["mask_history"]]
+    def best(kinds):  # chosen on validation (masked variant), never on test, among the runs with the most seeds
+        most = max((len(s["seeds"]) for s in summary_rows), default=0)
+        rows = [s for s in summary_rows if s["kind"] in kinds and s["mask_history"] and len(s["seeds"]) == most]
         return max(rows, key=lambda s: s["valid_ndcg@10_mean"])["run"] if rows else None
 
     pairs = [
