@@ -106,8 +106,9 @@ def write_report(dataset: str, runs: dict[int, Path], command: str) -> None:
     lines = [f"Paired bootstrap 95% intervals of test NDCG@10 (seeds {sorted(reports)}):", ""]
     lines += ["| a | b | target | a - b [95% CI] | a / b [95% CI] |", "|---|---|---|---|---|"]
     for i in intervals:
+        a, b = i["a"].replace("|", " at "), i["b"].replace("|", " at ")
         lines.append(
-            f"| {i['a']} | {i['b']} | {i['target']} | {i['mean_difference']:+.4f} [{i['difference_low']:+.4f}, "
+            f"| {a} | {b} | {i['target']} | {i['mean_difference']:+.4f} [{i['difference_low']:+.4f}, "
             f"{i['difference_high']:+.4f}] | {i['ratio']:.3f} [{i['ratio_low']:.3f}, {i['ratio_high']:.3f}] |"
         )
     header = (
