@@ -333,7 +333,7 @@ def main() -> None:
     with ThreadPoolExecutor(args.jobs) as pool:
         list(pool.map(work, first))
         chosen, _ = choose(results, args.seeds[0])
-        rest = [(n, s) for s in args.seeds[1:] for n in METHODS if n in EVERY_SEED or n == chosen]
+        rest = [(n, s) for s in args.seeds[1:] for n in METHODS if n in EVERY_SEED or n == chosen or args.reuse_only]
         list(pool.map(work, rest))
     print(markdown(write(args.dataset, stem, meta, results, args.seeds[0])))
 

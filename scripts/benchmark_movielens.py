@@ -49,6 +49,13 @@ RUNS = {
             ["model.id_dropout=0.5", "model.item_bias=true", "training.max_train_minutes=0", "training.epochs=80"],
             "text_frozen",
         ),
+        "text_frozen_content": (
+            "MiniLM frozen + ids + bias, id dropout 0.5, content path 5, sequence user",
+            "ml100k_minilm_frozen.yaml",
+            ["model.id_dropout=0.5", "model.item_bias=true", "model.user_content=5"]
+            + ["training.max_train_minutes=0", "training.epochs=80"],
+            "text_frozen",
+        ),
         "text_lora": ("MiniLM + LoRA + ids, sequence user", "ml100k_minilm.yaml", [], "text_lora"),
         "text_user": ("MiniLM + LoRA, text user tower", "ml100k_minilm_text_user.yaml", [], "text"),
         "smollm2_frozen": ("SmolLM2-135M frozen + ids, sequence user", "ml100k_smollm2.yaml", [], "text"),
