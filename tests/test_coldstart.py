@@ -168,7 +168,7 @@ def test_train_recipe_reports_e1_cold(tmp_path, tiny_bert_dir):
     cold = metrics["cold_items"]
     assert len(cold) == 24 and metrics["protocol"].startswith("E1-cold")
     report = metrics["results"]["cold_start"]
-    assert set(report) == {"model", "popularity", "content_similarity"}
+    assert set(report) == {"model", "popularity", "content_similarity", "content_similarity_last5"}
     n = report["model"]
     assert n["warm"]["n_events"] + n["cold"]["n_events"] == n["all"]["n_events"] == 200
     assert report["popularity"]["cold"]["ndcg@10"] == 0.0
