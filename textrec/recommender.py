@@ -189,7 +189,8 @@ class Recommender:
         items = self.item_vectors
         if self.model.similarity == "cosine":
             items = F.normalize(items, dim=-1)
-        items = items / float(self.model.temperature)
+        temperature = self.model.temperature
+        items = items / float(temperature.detach() if torch.is_tensor(temperature) else temperature)
         if self.model.item_bias is not None:  # score = user . item + bias: one more column, the user's is 1
             rows = self._id_rows(self.item_ids).to(self.model.item_bias.device)
             bias = self.model.bias(rows).detach().to(items.device, items.dtype)
