@@ -123,7 +123,8 @@ def main():
     model.mark_trained_items(np.unique(np.concatenate(split.train)))  # untrained id rows stay out of scoring
     tokens = item_tokens(texts, tokenizer, model_cfg, model) if model.has_text else None
     hist_text = history_text(texts, tokenizer, model_cfg)
-    freq = torch.as_tensor(popularity_scores(split.train, data.num_items), dtype=torch.float32) + 1.0
+    popularity = popularity_scores(split.train, data.num_items)  # training counts: logQ, the baseline, E1-cold
+    freq = popularity.float() + 1.0
     objective = TrainingObjective(
         model,
         tokens,
@@ -182,13 +183,10 @@ def main():
             return_ranks=True,
         )
         ranks[f"test_mask={mask}"] = results[f"test_mask={mask}"].pop("ranks")  # per event, for paired statistics
-        results[f"popularity_mask={mask}"] = evaluate_scores(
-            popularity_scores(split.train, data.num_items), split.test, mask_history=mask
-        )
+        results[f"popularity_mask={mask}"] = evaluate_scores(popularity, split.test, mask_history=mask)
     if cold:  # E1-cold slices: validation (for choosing a configuration) and test
-        pop = popularity_scores(split.train, data.num_items)
         for name, events in (("cold_start_valid", split.valid), ("cold_start", split.test)):
-            results[name] = cold_start_report(events, cold, model=model, item_vectors=vectors, popularity=pop,
+            results[name] = cold_start_report(events, cold, model=model, item_vectors=vectors, popularity=popularity,
                 content_vectors=untrained, history_text=hist_text, batch_size=train_cfg.eval_batch_size,
                 accelerator=accelerator)  # fmt: skip
         ranks["slice"] = slice_of_events(split.test, cold)

@@ -26,7 +26,6 @@ import argparse
 import json
 import platform
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -37,6 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from textrec.files import atomic_write_text  # noqa: E402
 from textrec.metrics import ndcg_per_event, paired_bootstrap  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "scripts"))
+from benchmark_movielens import launch  # noqa: E402
 
 CONFIGS = {
     "ml-100k": ("ml100k_idonly.yaml", "ml100k_minilm_frozen.yaml"),
@@ -89,14 +91,7 @@ def run(dataset, name, seed, args, out_root) -> dict:
         cmd += [f"training.cold_item_fraction={args.cold_fraction}", "training.cold_item_seed=0"]
         cmd += [f"training.epochs={args.epochs}", f"training.patience={args.patience}", "training.max_train_minutes=0"]
         cmd += ["training.resume=never", *overrides]
-        print(f"[{name} seed {seed}] {' '.join(cmd)}", flush=True)
-        started = time.perf_counter()
-        out_root.mkdir(parents=True, exist_ok=True)
-        with open(out_root / f"{name}_seed{seed}.log", "w") as log:
-            proc = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-        if proc.returncode != 0:
-            raise SystemExit(f"[{name} seed {seed}] failed; see {out_root}/{name}_seed{seed}.log")
-        print(f"[{name} seed {seed}] done in {time.perf_counter() - started:.0f}s", flush=True)
+        launch(cmd, log_path, f"{name} seed {seed}")
     return {
         "metrics": json.loads((out / "metrics.json").read_text()),
         "ranks": json.loads((out / "ranks.json").read_text()),

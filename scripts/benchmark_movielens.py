@@ -95,15 +95,20 @@ def run_config(dataset, name, seed, out_root, scale, force, launcher) -> tuple[d
         "training.progress=false",
         *overrides,
     ]
-    print(f"[{name} seed {seed}] {' '.join(cmd)}", flush=True)
+    launch(cmd, out_root / f"{name}_seed{seed}.log", f"{name} seed {seed}")
+    return json.loads(metrics_path.read_text()), json.loads(ranks_path.read_text())
+
+
+def launch(cmd: list[str], log_path: Path, label: str) -> None:
+    """Run one recipe command from the repository root, its output to `log_path`; a failure stops the benchmark."""
+    print(f"[{label}] {' '.join(cmd)}", flush=True)
     started = time.perf_counter()
-    out_root.mkdir(parents=True, exist_ok=True)
-    with open(out_root / f"{name}_seed{seed}.log", "w") as log:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w") as log:
         proc = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
-        raise SystemExit(f"[{name} seed {seed}] failed ({proc.returncode}); see {out_root}/{name}_seed{seed}.log")
-    print(f"[{name} seed {seed}] done in {time.perf_counter() - started:.0f}s", flush=True)
-    return json.loads(metrics_path.read_text()), json.loads(ranks_path.read_text())
+        raise SystemExit(f"[{label}] failed ({proc.returncode}); see {log_path}")
+    print(f"[{label}] done in {time.perf_counter() - started:.0f}s", flush=True)
 
 
 def run_rows(dataset: str, name: str, seed: int, summary: dict) -> list[dict]:

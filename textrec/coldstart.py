@@ -47,19 +47,16 @@ def without_items(split: LeaveOneOutSplit, items: Sequence[int]) -> LeaveOneOutS
     return LeaveOneOutSplit(train, strip(split.valid), strip(split.test), ratings)
 
 
-def slices(events: Sequence[EvalEvent], cold: Sequence[int]) -> dict[str, list[EvalEvent]]:
-    """{"warm": events whose target was seen in training, "cold": events whose target is a held-out item}."""
-    cold = set(int(i) for i in cold)
-    return {
-        "warm": [e for e in events if e.target not in cold],
-        "cold": [e for e in events if e.target in cold],
-    }
-
-
 def slice_of_events(events: Sequence[EvalEvent], cold: Sequence[int]) -> list[str]:
-    """Per event, "warm" or "cold" (for paired statistics on one slice)."""
+    """Per event, "warm" (target seen in training) or "cold" (target is a held-out item)."""
     cold = set(int(i) for i in cold)
     return ["cold" if e.target in cold else "warm" for e in events]
+
+
+def slices(events: Sequence[EvalEvent], cold: Sequence[int]) -> dict[str, list[EvalEvent]]:
+    """{"warm": events whose target was seen in training, "cold": events whose target is a held-out item}."""
+    labels = slice_of_events(events, cold)
+    return {name: [e for e, label in zip(events, labels) if label == name] for name in SLICES}
 
 
 def cold_start_report(

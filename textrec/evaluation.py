@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from textrec.features import HistoryText, ItemTokens, pad_histories
+from textrec.files import load_keyed_tensors, save_keyed_tensors
 from textrec.metrics import metrics_from_ranks, rating_errors, target_ranks
 from textrec.model import TwoTowerModel
 from textrec.splits import EvalEvent
@@ -114,22 +114,15 @@ def cached_text_vectors(
     when one is given: a second run over the same catalogue with the same encoder weights skips the encode."""
     if cache_dir is None:
         return compute_text_vectors(model, item_tokens, batch_size, accelerator, desc)
-    from safetensors.torch import load_file, save_file
-
     key = text_vectors_key(model, item_tokens)
     path = Path(cache_dir) / f"text_vectors-{key[:24]}.safetensors"
-    if path.is_file():
-        stored = load_file(str(path))
-        if bytes(stored["key"].tolist()).decode() == key and len(stored["vectors"]) == len(item_tokens):
-            logger.info(f"text vectors of {len(item_tokens)} items read from {path}")
-            return stored["vectors"].to(next(model.parameters()).device)
+    stored = load_keyed_tensors(path, key)
+    if stored is not None and len(stored["vectors"]) == len(item_tokens):
+        logger.info(f"text vectors of {len(item_tokens)} items read from {path}")
+        return stored["vectors"].to(next(model.parameters()).device)
     vectors = compute_text_vectors(model, item_tokens, batch_size, accelerator, desc)
     if accelerator is None or accelerator.is_main_process:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        key_bytes = torch.tensor(list(key.encode()), dtype=torch.uint8)
-        save_file({"vectors": vectors.cpu().contiguous(), "key": key_bytes}, str(tmp))
-        tmp.replace(path)  # atomic: a reader never sees half a file
+        save_keyed_tensors(path, {"vectors": vectors}, key)  # atomic: a reader never sees half a file
     return vectors
 
 

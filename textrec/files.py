@@ -43,3 +43,31 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
     os.replace(tmp, path)
+
+
+def save_keyed_tensors(path: str | Path, tensors: dict, key: str) -> None:
+    """Write `tensors` (and `key`) to a safetensors file atomically: a cache entry that `load_keyed_tensors` reads
+    back only for the same key."""
+    import torch
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stored = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
+    stored["key"] = torch.tensor(list(key.encode()), dtype=torch.uint8)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    save_file(stored, str(tmp))
+    os.replace(tmp, path)
+
+
+def load_keyed_tensors(path: str | Path, key: str) -> dict | None:
+    """The tensors `save_keyed_tensors` wrote to `path` under `key` (without it), or None: no file or another key."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    stored = load_file(str(path))
+    if stored.get("key") is None or bytes(stored.pop("key").tolist()).decode() != key:
+        return None
+    return stored

@@ -88,6 +88,7 @@ class TrainingObjective(nn.Module):
         self.num_negatives = num_negatives
         self.max_live_items = max_live_items
         self.history_text = history_text
+        self._dropped = None  # per forward: the items that step treats as new (`model.id_dropout`)
         self.use_full_softmax(full_softmax_items)
         self.logq = logq
         # Set by the loop under several processes: target ids of all processes, so every process ranks its targets
@@ -102,7 +103,7 @@ class TrainingObjective(nn.Module):
     def id_view(self, ids: torch.Tensor) -> torch.Tensor:
         """`ids` as the id part and the bias see them: -1 (no id, no bias) for the items this step treats as new
         (`model.id_dropout`)."""
-        dropped = getattr(self, "_dropped", None)
+        dropped = self._dropped
         return ids if dropped is None else ids.masked_fill(dropped.to(ids.device)[ids.clamp_min(0)], -1)
 
     def text_vectors(

@@ -17,12 +17,12 @@ from pathlib import Path
 import datasets
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 
 from textrec.build import history_text
 from textrec.config import ModelConfig
 from textrec.evaluation import compute_text_vectors, encode_histories
 from textrec.features import ItemTokens
+from textrec.files import load_keyed_tensors, save_keyed_tensors
 from textrec.hub import load_pretrained
 from textrec.text import ItemTemplate, default_template, tokenize_texts
 
@@ -163,24 +163,15 @@ class Recommender:
     def _load_or_build_index(self):
         key = self.cache_key()
         path = self.cache_dir / f"item_index-{key[:16]}.safetensors" if self.cache_dir else None
-        if path is not None and path.is_file():
-            stored = load_file(str(path))
-            if stored.get("key") is not None and bytes(stored["key"].tolist()).decode() == key:
-                logger.info(f"item index loaded from cache {path}")
-                text = stored.get("text_vectors")
-                return None if text is None else text.to(self.device), stored["item_vectors"].to(self.device)
+        stored = load_keyed_tensors(path, key) if path is not None else None
+        if stored is not None:
+            logger.info(f"item index loaded from cache {path}")
+            text = stored.get("text_vectors")
+            return None if text is None else text.to(self.device), stored["item_vectors"].to(self.device)
         text, vectors = self._encode_texts(self.texts, self.item_ids, "building item index")
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tensors = {
-                "item_vectors": vectors.cpu().contiguous(),
-                "key": torch.tensor(list(key.encode()), dtype=torch.uint8),
-            }
-            if text is not None:
-                tensors["text_vectors"] = text.cpu().contiguous()
-            tmp = path.with_suffix(".tmp")
-            save_file(tensors, str(tmp))
-            tmp.replace(path)
+            tensors = {"item_vectors": vectors} if text is None else {"item_vectors": vectors, "text_vectors": text}
+            save_keyed_tensors(path, tensors, key)
             logger.info(f"item index cached at {path}")
         return text, vectors
 
