@@ -175,3 +175,29 @@ def test_train_recipe_reports_e1_cold(tmp_path, tiny_bert_dir):
     ranks = json.loads((out / "ranks.json").read_text())
     assert ranks["slice"].count("cold") == n["cold"]["n_events"]
     assert "| content_similarity | cold |" in proc.stdout
+
+
+def test_text_loss_adds_a_weighted_text_only_term(tiny_bert):
+    from textrec.objectives import TextVectorCache
+
+    base, tok = tiny_bert
+    data = make_synthetic(num_users=30, num_items=40, seed=0)
+    split = leave_one_out(data)
+    cfg = ModelConfig(
+        encoder="tiny", dim=16, max_history=20, seq_layers=1, id_embedding=True, train_mode="frozen",
+        text_loss_weight=1.0,
+    )  # fmt: skip
+    model, tok = build_model(cfg, data.num_items, base, tok)
+    tokens = item_tokens(ItemTemplate("{title}").render_all(data.items), tok, cfg, model)
+    objective = TrainingObjective(model, tokens, torch.ones(data.num_items), full_softmax_items=1000).train()
+    cache = TextVectorCache()
+    cache.refresh(compute_text_vectors(model, tokens, desc=None), 0)
+    batch = WindowExamples(all_targets(split.train), 20).batch(range(16), 0, "cpu")
+    losses = {}
+    for weight in (0.0, 1.0, 2.0):
+        model.text_loss_weight = weight
+        torch.manual_seed(0)  # the same dropout masks for every weight
+        losses[weight] = float(objective(batch["targets"], batch["inputs"], cache=cache, seed=3).detach())
+    term = losses[1.0] - losses[0.0]
+    assert term > 0.1  # a cross-entropy over the catalogue: well above 0
+    assert losses[2.0] - losses[0.0] == pytest.approx(2 * term, rel=1e-4)
