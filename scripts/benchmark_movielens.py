@@ -63,6 +63,12 @@ RUNS = {
     "ml-1m": {
         "id_only": ("textrec ID-only (sequence)", "ml1m_idonly.yaml", [], "id"),
         "text_frozen": ("MiniLM frozen + ids, sequence user", "ml1m_minilm_frozen.yaml", [], "text_frozen"),
+        "text_frozen_content": (  # the configuration chosen on ml-100k validation, under the ML-1M time budget
+            "MiniLM frozen + ids + bias, id dropout 0.5, content path 5, sequence user",
+            "ml1m_minilm_frozen.yaml",
+            ["model.id_dropout=0.5", "model.item_bias=true", "model.user_content=5"],
+            "text_frozen",
+        ),
         "text_lora": (
             "MiniLM + LoRA + ids, sequence user",
             "ml1m_minilm_frozen.yaml",

@@ -86,6 +86,34 @@ def test_logq_correction_and_accidental_hits():
     assert plain.item() != pytest.approx(loss.item())
 
 
+def test_distinct_candidates_skip_the_hit_mask_and_equal_plain_cross_entropy():
+    """With distinct candidates the row's item is only in its labelled column: the loss is the plain corrected
+    cross-entropy, and a column that repeats an item still gets masked."""
+    torch.manual_seed(0)
+    logits, log_q = torch.randn(5, 6), torch.randn(6)
+    candidates, columns = torch.tensor([3, 9, 1, 4, 7, 2]), torch.tensor([0, 2, 2, 5, 1])
+    loss = InBatchSoftmaxLoss()(logits, columns, candidates, candidates[columns], log_q)
+    assert loss.item() == pytest.approx(torch.nn.functional.cross_entropy(logits - log_q, columns).item(), rel=1e-6)
+    repeated = torch.tensor([3, 9, 1, 4, 7, 3])  # column 5 repeats row 0's item 3
+    masked = InBatchSoftmaxLoss()(logits, columns, repeated, repeated[columns], log_q)
+    assert masked.item() != pytest.approx(loss.item())
+
+
+def test_score_folds_temperature_bias_and_offset_into_one_product():
+    from textrec.model import TwoTowerModel
+
+    torch.manual_seed(0)
+    model = TwoTowerModel(num_items=12, dim=8, id_embedding=True, max_history=5, item_bias=True, temperature=0.07)
+    with torch.no_grad():
+        model.item_bias.normal_()
+    users, ids, offset = torch.randn(4, 8), torch.tensor([0, 3, 5, 11]), torch.randn(4)
+    items = model.item_vectors(ids)
+    u, v = torch.nn.functional.normalize(users, dim=-1), torch.nn.functional.normalize(items, dim=-1)
+    expected = u @ v.T / 0.07 + model.item_bias[ids] + offset
+    assert torch.allclose(model.score(users, items, ids, offset), expected, atol=1e-5)
+    assert torch.allclose(model.score(users, items), u @ v.T / 0.07, atol=1e-5)
+
+
 def test_log_sampling_probability_is_monotone_in_popularity():
     freq = torch.tensor([0.7, 0.2, 0.1])
     lq = log_sampling_probability(torch.tensor([0, 1, 2]), freq, positions=10, uniform=3)

@@ -28,6 +28,9 @@ class InBatchSoftmaxLoss(nn.Module):
     def forward(self, logits, target_columns, candidate_ids, target_ids, log_q=None):
         if self.logq_correction and log_q is not None:
             logits = logits - log_q.to(logits.dtype)
+        if torch.unique(candidate_ids).numel() == candidate_ids.numel():
+            # distinct candidates: a row's item sits only in its labelled column, so there is no accidental hit
+            return F.cross_entropy(logits.float(), target_columns)
         hits = candidate_ids[None, :] == target_ids[:, None]
         hits[torch.arange(len(target_columns), device=logits.device), target_columns] = False
         logits = logits.masked_fill(hits, torch.finfo(logits.dtype).min)

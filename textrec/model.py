@@ -220,13 +220,27 @@ class TwoTowerModel(nn.Module):
         return self.user_proj(encoder(input_ids, attention_mask))
 
     # ----- scoring -----
-    def score(self, users: torch.Tensor, items: torch.Tensor, item_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """[B, D] x [C, D] -> [B, C] logits = similarity / temperature (+ the bias of `item_ids` [C], if given)."""
+    def score(
+        self,
+        users: torch.Tensor,
+        items: torch.Tensor,
+        item_ids: torch.Tensor | None = None,
+        offset: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """[B, D] x [C, D] -> [B, C] logits = similarity / temperature (+ the bias of `item_ids` [C], if given,
+        + `offset` [C], e.g. a loss's -log q).
+
+        The temperature scales the [B, D] users and the per-column terms enter the matrix product (addmm), so no
+        elementwise pass runs over the [B, C] logits: on a CPU those passes cost more than the product itself."""
         if self.similarity == "cosine":
             users, items = F.normalize(users, dim=-1), F.normalize(items, dim=-1)
-        logits = users @ items.T / self.temperature
-        bias = self.bias(item_ids) if item_ids is not None else None
-        return logits if bias is None else logits + bias.to(logits.dtype)
+        users = users / self.temperature
+        column = self.bias(item_ids) if item_ids is not None else None
+        if offset is not None:
+            column = offset if column is None else column + offset
+        if column is None:
+            return users @ items.T
+        return torch.addmm(column.to(users.dtype), users, items.T)
 
     def score_pairs(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """[P, D] x [P, K, D] -> [P, K]: each user against its own K items."""

@@ -190,8 +190,11 @@ class TrainingObjective(nn.Module):
         seen_ids = self.id_view(candidates)
         items = self.model.item_vectors(seen_ids, text)
 
+        # -log q enters the product as a column offset (one pass over the logits fewer)
+        offset = -log_q if log_q is not None and self.softmax.logq_correction else None
+
         def loss_of(u, v, ids=seen_ids):
-            return self.softmax(self.model.score(u, v, ids), columns, candidates, target_ids, log_q)
+            return self.softmax(self.model.score(u, v, ids, offset), columns, candidates, target_ids)
 
         loss = loss_of(users, items)
         if self.training and self.model.text_loss_weight > 0:  # the targets ranked by text alone (no id, no bias)
