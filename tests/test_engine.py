@@ -209,3 +209,34 @@ def test_on_cuda_model_and_batches_live_on_the_gpu(tiny_bert, tmp_path):
     assert set(seen) == {"cuda"}
     assert all(p.device.type == "cuda" for p in objective.model.parameters())
     assert os.environ.get("CUDA_VISIBLE_DEVICES", "0") != ""
+
+
+def test_a_frozen_encoder_encodes_another_validation_catalogue_once(tiny_bert, monkeypatch):
+    """Validation on a catalogue other than the training one (E3's target domain): a frozen encoder's vectors of it
+    are computed at the first validation and reused, not recomputed every epoch; a trained (LoRA) encoder's are."""
+    base, tok = tiny_bert
+    calls = []
+    real = engine.compute_text_vectors
+
+    def counting(model, tokens, *args, **kwargs):
+        calls.append(tokens)
+        return real(model, tokens, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "compute_text_vectors", counting)
+    for mode, expected in (("frozen", 1), ("lora", 3)):
+        torch.manual_seed(0)
+        cfg = ModelConfig(encoder="tiny", dim=16, max_history=10, seq_layers=1, lora_r=4, train_mode=mode)
+        model, _ = build_model(cfg, DATA.num_items, copy.deepcopy(base), tok)
+        tokens = item_tokens(ItemTemplate("{title}").render_all(DATA.items), tok, cfg, model)
+        other = item_tokens(ItemTemplate("{title}").render_all(DATA.items), tok, cfg, model)  # not the same object
+        objective = TrainingObjective(model, tokens, torch.ones(DATA.num_items), max_live_items=8)
+        loop = _loop(patience=10, cache_refresh_steps=1000)
+        calls.clear()
+        fit(
+            objective,
+            WindowExamples(all_targets(SPLIT.train), 10),
+            loop,
+            make_accelerator(loop),
+            validation=Validation(SPLIT.valid, DATA.num_items, other),
+        )
+        assert sum(c is other for c in calls) == expected, mode

@@ -359,6 +359,8 @@ def fit(
         else:  # the encoder has not moved since the last refresh: same vectors, the schedule restarts
             cache.refresh(cache.vectors, step)
 
+    validation_text = []  # a frozen encoder's vectors of a validation catalogue other than the training one
+
     def validate():
         if validation is None:
             return None
@@ -367,8 +369,12 @@ def fit(
             same_catalogue = validation.item_tokens is None or validation.item_tokens is objective.item_tokens
             if same_catalogue and cache.vectors is not None and not state.encoder_moved:
                 text = cache.vectors
+            elif not encoder_is_trainable(model) and validation_text:  # a frozen encoder: encoded once
+                text = validation_text[0]
             else:
                 text = compute_text_vectors(model, validation.item_tokens, config.eval_batch_size, accelerator, None)
+                if not encoder_is_trainable(model):
+                    validation_text.append(text)
         vectors = compute_item_vectors(model, text, validation.num_items)
         return evaluate(
             model,
