@@ -39,7 +39,7 @@ from textrec.engine import LoopConfig, Validation, WindowExamples, fit, make_acc
 from textrec.evaluation import compute_text_vectors, evaluate_scores, popularity_scores
 from textrec.features import all_targets
 from textrec.files import atomic_write_text
-from textrec.hub import save_pretrained
+from textrec.hub import load_weights_into, save_pretrained
 from textrec.metrics import ndcg_per_event, paired_bootstrap
 from textrec.objectives import TrainingObjective
 from textrec.splits import leave_one_out
@@ -58,6 +58,11 @@ class AdversarialConfig:
     patience: int = field(default=10, metadata={"help": "normal model: early stopping on validation NDCG@10"})
     batch_size: int = field(default=64, metadata={"help": "windows per step"})
     lr: float = field(default=1e-3, metadata={"help": "normal model: learning rate"})
+    normal_from: list = field(
+        default_factory=list,
+        metadata={"help": "per seed, a saved model folder of the same model config on this E1 split (e.g. a train "
+                  "recipe's <output_dir>/model) used as the normal model instead of training one"},
+    )  # fmt: skip
     adv_epochs: int = field(default=5, metadata={"help": "warm-started training: fixed epochs (no early stop)"})
     adv_lr: float = field(default=5e-4, metadata={"help": "warm-started training: learning rate"})
     ramp_epochs: float = field(default=1.0, metadata={"help": "lambda ramps from 0 over these epochs (0: off)"})
@@ -86,6 +91,10 @@ class AdversarialConfig:
             raise ValueError(f"adversarial.attack_on: expected a non-empty subset of {PLACES}, got {self.attack_on}")
         if not self.seeds or not self.weights or not self.train_eps_grid:
             raise ValueError("adversarial.seeds, weights and train_eps_grid: each needs at least one value")
+        if self.normal_from and len(self.normal_from) != len(self.seeds):
+            raise ValueError(
+                f"adversarial.normal_from: one folder per seed ({len(self.seeds)}), got {len(self.normal_from)}"
+            )
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "adversarial": AdversarialConfig}
@@ -152,12 +161,16 @@ def main():
             patience=adv.patience,
             checkpoint_every=0,
         )
-        result = fit(
-            TrainingObjective(normal, tokens, freq), examples, loop, accelerator, validation=validation,
-            text_vectors=text, desc=f"normal seed {seed}",
-        )  # fmt: skip
+        if adv.normal_from:  # a finished run's model: the same config and split, so its weights fit
+            load_weights_into(normal, adv.normal_from[n])
+            report["costs"].append({"seed": seed, "method": "normal", "loaded_from": str(adv.normal_from[n])})
+        else:
+            result = fit(
+                TrainingObjective(normal, tokens, freq), examples, loop, accelerator, validation=validation,
+                text_vectors=text, desc=f"normal seed {seed}",
+            )  # fmt: skip
+            report["costs"].append({"seed": seed, "method": "normal", **result.cost(), "stopped": result.stopped})
         models = {"normal": (normal.eval(), None)}
-        report["costs"].append({"seed": seed, "method": "normal", **result.cost(), "stopped": result.stopped})
 
         # 3. Warm-started adversarial training: the grid on the first seed, chosen on validation; then the choice
         settings = [(w, e) for w in adv.weights for e in adv.train_eps_grid] if n == 0 else [chosen]

@@ -194,3 +194,33 @@ def test_recipe_end_to_end_writes_the_rows(tmp_path, tiny_bert_dir, monkeypatch)
     assert all(0 <= r["ndcg@10"] <= 1 for r in rows)
     assert {b["attack"] for b in report["bootstrap"]} == {"none", "sign"}
     assert (out / "adversarial" / "config.json").is_file()
+
+
+def test_recipe_reuses_a_saved_normal_model(tmp_path, tiny_bert_dir, monkeypatch):
+    """`adversarial.normal_from` loads a finished model instead of training one: the loaded normal model scores the
+    test split exactly as the model it was saved from, and a folder count that does not match the seeds is refused."""
+    common = [
+        "adversarial_fgsm.py",
+        "--config",
+        str(ROOT / "recipes" / "configs" / "fgsm_synthetic_tiny.yaml"),
+        f"model.encoder={tiny_bert_dir}",
+        "adversarial.train_eps_grid=[0.05]",
+        "adversarial.adv_epochs=1",
+        "adversarial.attack_on=[outputs]",
+        "adversarial.control=false",
+    ]
+    reports = []
+    for name, extra in (("first", []), ("again", [f"adversarial.normal_from=[{tmp_path / 'first' / 'normal'}]"])):
+        monkeypatch.setattr(sys, "argv", common + [f"adversarial.output_dir={tmp_path / name}", *extra])
+        runpy.run_path(str(ROOT / "recipes" / "adversarial_fgsm.py"), run_name="__main__")
+        reports.append(json.loads((tmp_path / name / "report.json").read_text()))
+
+    def normal_rows(report):
+        return [(r["attack"], r["eps"], r["ndcg@10"]) for r in report["rows"] if r["method"] == "normal"]
+
+    assert normal_rows(reports[1]) == normal_rows(reports[0]) and normal_rows(reports[0])
+    assert "loaded_from" in reports[1]["costs"][0] and "loaded_from" not in reports[0]["costs"][0]
+    bad = common + ["adversarial.seeds=[0,1]", f"adversarial.normal_from=[{tmp_path / 'first' / 'normal'}]"]
+    monkeypatch.setattr(sys, "argv", bad)
+    with pytest.raises(ValueError, match="one folder per seed"):
+        runpy.run_path(str(ROOT / "recipes" / "adversarial_fgsm.py"), run_name="__main__")
