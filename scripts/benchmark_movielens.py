@@ -271,12 +271,14 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="run folders (default: outputs/bench_<dataset>)")
     parser.add_argument("--force", action="store_true", help="redo runs that already finished")
     parser.add_argument("--reuse-only", action="store_true", help="start no run: tabulate the finished ones")
+    parser.add_argument("--table", default=None, help="output name under docs/benchmarks (default: the dataset's)")
     parser.add_argument("--launcher", default=sys.executable, help="e.g. 'accelerate launch --num_processes 1'")
     args = parser.parse_args()
     import torch
 
     stem = args.dataset.replace("-", "")
     out_root = ROOT / (args.out or f"outputs/bench_{stem}")
+    table_name = args.table or stem
     meta = {
         "dataset": args.dataset,
         "date": time.strftime("%Y-%m-%d"),
@@ -302,9 +304,9 @@ def main() -> None:
             comps = comparisons(summary_rows, ranks)
             doc = {"meta": meta, "rows": popularity + rows, "summary": summary_rows, "comparisons": comps}
             Path(ROOT / "docs/benchmarks").mkdir(parents=True, exist_ok=True)
-            (ROOT / f"docs/benchmarks/{stem}.json").write_text(json.dumps(doc, indent=2) + "\n")
+            (ROOT / f"docs/benchmarks/{table_name}.json").write_text(json.dumps(doc, indent=2) + "\n")
             table = markdown(popularity + rows, summary_rows, comps, meta)
-            (ROOT / f"docs/benchmarks/{stem}.md").write_text(table)
+            (ROOT / f"docs/benchmarks/{table_name}.md").write_text(table)
     print(table)
 
 
