@@ -72,6 +72,7 @@ def build_model(cfg: ModelConfig, num_items: int, base=None, tokenizer=None):
         seq_layers=cfg.seq_layers,
         seq_heads=cfg.seq_heads,
         seq_dropout=cfg.seq_dropout,
+        seq_position_std=cfg.seq_position_std,
         item_bias=cfg.item_bias,
         id_dropout=cfg.id_dropout,
         text_loss_weight=cfg.text_loss_weight,

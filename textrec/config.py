@@ -110,6 +110,11 @@ class ModelConfig:
     seq_layers: int = _help("sequence user tower: transformer layers", 2)
     seq_heads: int = _help("sequence user tower: attention heads", 2)
     seq_dropout: float = _help("sequence user tower: dropout", 0.2)
+    seq_position_std: float | None = _help(
+        "sequence user tower: init std of the position embeddings (null: torch's N(0, 1), whose norm of about "
+        "sqrt(dim) swamps id vectors of norm about 1 at the input; 0.02 as in BERT / GPT-2)",
+        None,
+    )
     train_mode: str = _help("encoder training: lora | frozen | full | top_layers", "lora")
     top_layers: int = _help("train_mode=top_layers: how many top layers train", 2)
     lora_r: int = _help("LoRA rank", 8)
@@ -151,6 +156,12 @@ class ModelConfig:
         for name in ("seq_dropout", "lora_dropout"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"model.{name}: must be in [0, 1), got {getattr(self, name)}")
+        if self.seq_position_std is not None and not (
+            math.isfinite(self.seq_position_std) and self.seq_position_std > 0
+        ):
+            raise ValueError(
+                f"model.seq_position_std: must be a finite number > 0 or null, got {self.seq_position_std}"
+            )
         if self.dim % self.seq_heads:
             raise ValueError(f"model.seq_heads: must divide model.dim ({self.dim}), got {self.seq_heads}")
 

@@ -22,11 +22,15 @@ class SequenceTower(nn.Module):
     so that the most recent item always gets the same position embedding.
     """
 
-    def __init__(self, dim: int, max_len: int, layers: int = 2, heads: int = 2, dropout: float = 0.2):
+    def __init__(
+        self, dim: int, max_len: int, layers: int = 2, heads: int = 2, dropout: float = 0.2, position_std=None
+    ):
         super().__init__()
         self.max_len = max_len
         self.heads = heads
         self.positions = nn.Embedding(max_len, dim)
+        if position_std is not None:  # None: torch's N(0, 1)
+            nn.init.normal_(self.positions.weight, std=position_std)
         layer = nn.TransformerEncoderLayer(
             dim, heads, dim_feedforward=4 * dim, dropout=dropout, batch_first=True, norm_first=True
         )
@@ -83,6 +87,7 @@ class TwoTowerModel(nn.Module):
         seq_layers: int = 2,
         seq_heads: int = 2,
         seq_dropout: float = 0.2,
+        seq_position_std: float | None = None,
         item_bias: bool = False,
         id_dropout: float = 0.0,
         text_loss_weight: float = 0.0,
@@ -124,7 +129,7 @@ class TwoTowerModel(nn.Module):
         if self.id_embedding is not None:
             nn.init.normal_(self.id_embedding.weight, std=0.02 if item_encoder is not None else 1.0 / dim**0.5)
         if user_tower == "sequence":
-            self.sequence = SequenceTower(dim, max_history, seq_layers, seq_heads, seq_dropout)
+            self.sequence = SequenceTower(dim, max_history, seq_layers, seq_heads, seq_dropout, seq_position_std)
             self.user_encoder, self.user_proj = None, None
             # the content path's weight; the transformer state leaves a LayerNorm with norm about sqrt(dim)
             self.content_scale = nn.Parameter(torch.tensor(float(dim) ** 0.5)) if user_content else None
