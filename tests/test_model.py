@@ -195,10 +195,12 @@ def test_seq_position_std_sets_the_position_init_and_is_checked():
     from textrec.config import ModelConfig
 
     torch.manual_seed(0)
-    small, _ = build_model(ModelConfig(encoder=None, id_embedding=True, max_history=200, seq_position_std=0.02), 30)
     default, _ = build_model(ModelConfig(encoder=None, id_embedding=True, max_history=200), 30)
-    assert float(small.sequence.positions.weight.detach().std()) == pytest.approx(0.02, rel=0.1)
-    assert float(default.sequence.positions.weight.detach().std()) == pytest.approx(1.0, rel=0.1)
+    torch_init, _ = build_model(
+        ModelConfig(encoder=None, id_embedding=True, max_history=200, seq_position_std=None), 30
+    )
+    assert float(default.sequence.positions.weight.detach().std()) == pytest.approx(0.02, rel=0.1)
+    assert float(torch_init.sequence.positions.weight.detach().std()) == pytest.approx(1.0, rel=0.1)
     for bad in (0.0, -1.0, float("nan")):
         with pytest.raises(ValueError, match="model.seq_position_std"):
             ModelConfig(encoder=None, id_embedding=True, seq_position_std=bad)

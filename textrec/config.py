@@ -111,9 +111,10 @@ class ModelConfig:
     seq_heads: int = _help("sequence user tower: attention heads", 2)
     seq_dropout: float = _help("sequence user tower: dropout", 0.2)
     seq_position_std: float | None = _help(
-        "sequence user tower: init std of the position embeddings (null: torch's N(0, 1), whose norm of about "
-        "sqrt(dim) swamps id vectors of norm about 1 at the input; 0.02 as in BERT / GPT-2)",
-        None,
+        "sequence user tower: init std of the position embeddings (0.02 as in BERT / GPT-2; null: torch's N(0, 1), "
+        "the default before 2026-11-25, whose norm of about sqrt(dim) swamps item vectors of norm about 1 at the "
+        "input: ML-1M ID-only stayed at the popularity level with it)",
+        0.02,
     )
     train_mode: str = _help("encoder training: lora | frozen | full | top_layers", "lora")
     top_layers: int = _help("train_mode=top_layers: how many top layers train", 2)

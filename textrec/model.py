@@ -23,7 +23,7 @@ class SequenceTower(nn.Module):
     """
 
     def __init__(
-        self, dim: int, max_len: int, layers: int = 2, heads: int = 2, dropout: float = 0.2, position_std=None
+        self, dim: int, max_len: int, layers: int = 2, heads: int = 2, dropout: float = 0.2, position_std=0.02
     ):
         super().__init__()
         self.max_len = max_len
@@ -87,7 +87,7 @@ class TwoTowerModel(nn.Module):
         seq_layers: int = 2,
         seq_heads: int = 2,
         seq_dropout: float = 0.2,
-        seq_position_std: float | None = None,
+        seq_position_std: float | None = 0.02,
         item_bias: bool = False,
         id_dropout: float = 0.0,
         text_loss_weight: float = 0.0,
