@@ -110,8 +110,7 @@ def test_one_and_two_processes_with_the_same_global_batch_train_alike(tmp_path):
     """batch_size is per process; global_batch_size keeps the global batch, and in-batch negatives are gathered
     across processes, so 1 and 2 processes take the same steps on the same examples against the same candidates:
     after two steps every weight agrees to float rounding. Over 4 epochs the rounding differences grow (Adam
-    normalises small gradients); measured here: test NDCG@10 differs by 0.008 on 200 events, where one event moving
-    from rank 1 to rank 2 is 0.0019."""
+    normalises small gradients), so the 4-epoch runs agree only within a tolerance."""
     common = ["model.seq_dropout=0", "training.global_batch_size=64", "training.patience=10"]
     runs = {}
     for name, launcher, budget in (
@@ -130,10 +129,15 @@ def test_one_and_two_processes_with_the_same_global_batch_train_alike(tmp_path):
         if key.endswith("in_proj_bias"):  # its key part has an exactly-zero gradient: Adam turns rounding noise
             continue  # into +-lr steps there, in either run
         assert torch.allclose(a[key], b[key], rtol=0, atol=1e-6), (key, float((a[key] - b[key]).abs().max()))
-    for key in ("ndcg@10", "recall@10"):
-        assert (
-            abs(runs["one"]["results"]["test_mask=True"][key] - runs["two"]["results"]["test_mask=True"][key]) < 0.03
-        )
+    # After 4 epochs the two runs have drifted apart by rounding alone (the exact check is the 2-step one above).
+    # Measured: N(0, 1) positions NDCG@10 0.008 apart; std-0.02 positions (the default since 2026-11-25) NDCG@10
+    # 0.018 and Recall@10 0.035 apart (7 of 200 events), both far above popularity. A broken split of the loss or
+    # of the negatives over processes moves them much further, or stops one from learning.
+    one, two = runs["one"]["results"], runs["two"]["results"]
+    assert abs(one["test_mask=True"]["ndcg@10"] - two["test_mask=True"]["ndcg@10"]) < 0.05
+    assert abs(one["test_mask=True"]["recall@10"] - two["test_mask=True"]["recall@10"]) < 0.06
+    for result in (one, two):
+        assert result["test_mask=True"]["ndcg@10"] > 2 * result["popularity_mask=True"]["ndcg@10"]
 
 
 def test_train_recipe_mixed_precision_and_accumulation(tmp_path, tiny_bert_dir):
