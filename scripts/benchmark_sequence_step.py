@@ -69,7 +69,7 @@ def time_steps(fused: bool, batch: int, length: int, steps: int) -> tuple[float,
         if i == 2:  # two warm-up steps
             started = time.perf_counter()
         loss = objective(w[:, 1:], w[:, :-1], seed=i)
-        first_loss = float(loss) if first_loss is None else first_loss
+        first_loss = float(loss.detach()) if first_loss is None else first_loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
