@@ -39,6 +39,9 @@ from textrec.metrics import ndcg_per_event, paired_bootstrap  # noqa: E402
 
 # The rows measured before 2026-11-25 ran with torch's N(0, 1) position embeddings; re-runs keep that init.
 OLD_POSITIONS = ["model.seq_position_std=null"]
+# the text settings chosen on the ml-100k E1-cold validation, and the epoch cap they ran under on ml-100k
+ID_DROPOUT_CONTENT = ["model.id_dropout=0.5", "model.item_bias=true", "model.user_content=5"]
+EPOCH_CAP = ["training.max_train_minutes=0", "training.epochs=80"]
 RUNS = {
     # dataset: {name: (model label, config, extra overrides, kind)}; kind: id | text_frozen | text_lora | text
     "ml-100k": {
@@ -53,16 +56,13 @@ RUNS = {
             "MiniLM frozen + ids + bias, id dropout 0.5, sequence user",
             "ml100k_minilm_frozen.yaml",
             # id dropout converges in more epochs: an epoch cap (80, patience 10) instead of the 8-minute budget
-            ["model.id_dropout=0.5", "model.item_bias=true", "training.max_train_minutes=0", "training.epochs=80"]
-            + OLD_POSITIONS,
+            ["model.id_dropout=0.5", "model.item_bias=true"] + EPOCH_CAP + OLD_POSITIONS,
             "text_frozen",
         ),
         "text_frozen_content": (
             "MiniLM frozen + ids + bias, id dropout 0.5, content path 5, sequence user",
             "ml100k_minilm_frozen.yaml",
-            ["model.id_dropout=0.5", "model.item_bias=true", "model.user_content=5"]
-            + ["training.max_train_minutes=0", "training.epochs=80"]
-            + OLD_POSITIONS,
+            ID_DROPOUT_CONTENT + EPOCH_CAP + OLD_POSITIONS,
             "text_frozen",
         ),
         # position embeddings initialised at std 0.02 instead of torch's N(0, 1) (model.seq_position_std)
@@ -75,8 +75,7 @@ RUNS = {
         "text_frozen_content_pos002": (
             "MiniLM frozen + ids + bias, id dropout 0.5, content path 5, positions std 0.02, sequence user",
             "ml100k_minilm_frozen.yaml",
-            ["model.id_dropout=0.5", "model.item_bias=true", "model.user_content=5", "model.seq_position_std=0.02"]
-            + ["training.max_train_minutes=0", "training.epochs=80"],
+            ID_DROPOUT_CONTENT + ["model.seq_position_std=0.02"] + EPOCH_CAP,
             "text_frozen",
         ),
         "text_lora": ("MiniLM + LoRA + ids, sequence user", "ml100k_minilm.yaml", [], "text_lora"),
@@ -89,7 +88,7 @@ RUNS = {
         "text_frozen_content": (  # the configuration chosen on ml-100k validation, under the ML-1M time budget
             "MiniLM frozen + ids + bias, id dropout 0.5, content path 5, sequence user",
             "ml1m_minilm_frozen.yaml",
-            ["model.id_dropout=0.5", "model.item_bias=true", "model.user_content=5"],
+            ID_DROPOUT_CONTENT,
             "text_frozen",
         ),
         "text_lora": (

@@ -24,7 +24,6 @@ import torch
 import torch.nn.functional as F
 
 from textrec.features import ItemTokens, pad_histories
-from textrec.losses import log_sampling_probability
 from textrec.metrics import metrics_from_ranks, target_ranks
 from textrec.objectives import TrainingObjective, encoder_is_trainable
 
@@ -277,15 +276,10 @@ class AdversarialObjective(TrainingObjective):
         of candidates (the batch's targets and `num_negatives` uniform extras, logQ-corrected)."""
         if self.loss == "full":
             return lambda users, table: catalogue_loss(self.model, users, table, target_ids)
-        rng = np.random.default_rng(seed)
-        batch_targets = self.gather_targets(target_ids) if self.gather_targets is not None else target_ids
-        extra = self._uniform(self.num_negatives, rng, target_ids.device)
-        candidates = torch.unique(torch.cat([batch_targets, extra]))
-        log_q = log_sampling_probability(candidates, self.item_freq, len(batch_targets), self.num_negatives, self.logq)
-        columns = torch.searchsorted(candidates, target_ids)
+        _, candidates, columns, offset = self.softmax_candidates(target_ids, np.random.default_rng(seed))
 
         def loss_of(users, table):
-            logits = self.model.score(users, table[candidates], candidates)
-            return self.softmax(logits, columns, candidates, target_ids, log_q)
+            logits = self.model.score(users, table[candidates], candidates, offset)
+            return self.softmax(logits, columns, candidates, target_ids)
 
         return loss_of

@@ -174,24 +174,28 @@ class TrainingObjective(nn.Module):
     def _uniform(self, count: int, rng: np.random.Generator, device) -> torch.Tensor:
         return torch.as_tensor(rng.integers(0, self.model.num_items, size=count), device=device)
 
-    def _softmax(self, users, target_ids, cache, rng):
+    def softmax_candidates(self, target_ids: torch.Tensor, rng: np.random.Generator | None, full: bool = False):
+        """(batch targets, candidates, each target's column, the candidates' -log q offset or None) of one step:
+        the whole catalogue with `full`, else the batch's distinct targets (of every process) and `num_negatives`
+        uniform extras, logQ-corrected. The offset enters `TwoTowerModel.score`, inside the matrix product."""
         batch_targets = self.gather_targets(target_ids) if self.gather_targets is not None else target_ids
-        if self.full_softmax:
+        offset = None
+        if full:
             candidates = torch.arange(self.model.num_items, device=target_ids.device)
-            log_q = None
         else:
             extra = self._uniform(self.num_negatives, rng, target_ids.device)
             candidates = torch.unique(torch.cat([batch_targets, extra]))
-            log_q = log_sampling_probability(
-                candidates, self.item_freq, len(batch_targets), self.num_negatives, self.logq
-            )
-        columns = torch.searchsorted(candidates, target_ids)
+            if self.softmax.logq_correction:
+                offset = -log_sampling_probability(
+                    candidates, self.item_freq, len(batch_targets), self.num_negatives, self.logq
+                )
+        return batch_targets, candidates, torch.searchsorted(candidates, target_ids), offset
+
+    def _softmax(self, users, target_ids, cache, rng):
+        batch_targets, candidates, columns, offset = self.softmax_candidates(target_ids, rng, self.full_softmax)
         text = self.text_vectors(candidates, cache, rng, batch_targets) if self.model.has_text else None
         seen_ids = self.id_view(candidates)
         items = self.model.item_vectors(seen_ids, text)
-
-        # -log q enters the product as a column offset (one pass over the logits fewer)
-        offset = -log_q if log_q is not None and self.softmax.logq_correction else None
 
         def loss_of(u, v, ids=seen_ids):
             return self.softmax(self.model.score(u, v, ids, offset), columns, candidates, target_ids)
