@@ -89,7 +89,8 @@ def run(dataset, name, seed, args, out_root) -> dict:
         cmd += ["--config", str(ROOT / "recipes" / "configs" / CONFIGS[dataset][which])]
         cmd += [f"training.output_dir={out}", f"training.seed={seed}", "training.progress=false"]
         cmd += [f"training.cold_item_fraction={args.cold_fraction}", "training.cold_item_seed=0"]
-        cmd += [f"training.epochs={args.epochs}", f"training.patience={args.patience}", "training.max_train_minutes=0"]
+        cmd += [f"training.epochs={args.epochs}", f"training.patience={args.patience}"]
+        cmd += [f"training.max_train_minutes={args.minutes}"]
         cmd += ["training.resume=never", *overrides]
         launch(cmd, log_path, f"{name} seed {seed}")
     return {
@@ -296,6 +297,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=80, help="maximum epochs of every run")
     parser.add_argument("--patience", type=int, default=8, help="validations without improvement before stopping")
+    parser.add_argument("--minutes", type=float, default=0, help="training budget per run (0: none, epochs only)")
+    parser.add_argument(
+        "--methods", nargs="+", choices=sorted(METHODS), default=None, help="first-seed candidates (default: all)"
+    )
     parser.add_argument("--cold-fraction", type=float, default=0.1)
     parser.add_argument("--jobs", type=int, default=2, help="runs at once (each single-threaded)")
     parser.add_argument("--reuse-only", action="store_true", help="start no run: tabulate the finished ones")
@@ -311,6 +316,7 @@ def main() -> None:
         "cold_fraction": args.cold_fraction,
         "epochs": args.epochs,
         "patience": args.patience,
+        "minutes": args.minutes,
     }
     results: dict = {}
     lock = threading.Lock()
@@ -324,7 +330,8 @@ def main() -> None:
             results[(name, seed)] = result
             write(args.dataset, stem, meta, results, args.seeds[0])
 
-    first = sorted(((n, args.seeds[0]) for n in METHODS), key=lambda t: (out_root / f"{t[0]}_seed{t[1]}.log").exists())
+    first = [(n, args.seeds[0]) for n in args.methods or METHODS]
+    first.sort(key=lambda t: (out_root / f"{t[0]}_seed{t[1]}.log").exists())  # started runs last
     with ThreadPoolExecutor(args.jobs) as pool:
         list(pool.map(work, first))
         chosen, _ = choose(results, args.seeds[0])

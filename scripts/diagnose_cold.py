@@ -1,0 +1,168 @@
+"""Why do trained text models rank new items so low? Diagnose finished E1-cold runs on VALIDATION slices.
+
+    python scripts/benchmark_cold.py --dataset ml-100k                        # the runs (or reuse finished ones)
+    OMP_NUM_THREADS=1 python scripts/diagnose_cold.py --dataset ml-100k outputs/cold_ml100k/<run>_seed0 [...]
+
+For each run folder (a `recipes/train.py` output with `training.cold_item_fraction`), on the validation events split
+into warm and cold slices (history masked), it measures:
+- the learned per-item bias: mean and sd over warm items (a cold item gets 0);
+- NDCG@10 of the model as trained, and with the bias left out;
+- a separate popularity prior: score + beta * log(1 + training count), where a cold item (no count) gets a fixed
+  prior (the mean or the 75th percentile of the warm items' log counts) or one predicted from its text (ridge
+  regression of log count on the untrained encoder's text vectors, fitted on warm items); beta in a grid;
+- how well text predicts popularity: Spearman correlation between the ridge prediction and the cold items' real
+  interaction counts (read from the held-out interactions: a diagnosis only, never used for a score).
+Test events are not read. Output: `docs/benchmarks/cold_diagnosis_<dataset>.{json,md}`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from textrec.build import item_template, item_tokens  # noqa: E402
+from textrec.coldstart import slices, without_items  # noqa: E402
+from textrec.config import DataConfig, ModelConfig  # noqa: E402
+from textrec.data import load_data  # noqa: E402
+from textrec.evaluation import (  # noqa: E402
+    compute_item_vectors,
+    compute_text_vectors,
+    encode_histories,
+    popularity_scores,
+)
+from textrec.files import atomic_write_text  # noqa: E402
+from textrec.hub import load_pretrained  # noqa: E402
+from textrec.metrics import metrics_from_ranks, target_ranks  # noqa: E402
+from textrec.splits import leave_one_out  # noqa: E402
+
+BETAS = (0.0, 0.25, 0.5, 1.0, 1.5)
+
+
+def ndcg(model, events, item_vectors, prior: torch.Tensor | None, use_bias: bool = True) -> float:
+    """Masked-history NDCG@10 of `events` with the model's scores (+ `prior` [N] per item, if given)."""
+    num_items = item_vectors.shape[0]
+    users = encode_histories(model, [e.history for e in events], item_vectors)
+    with torch.no_grad():
+        scores = model.score(users, item_vectors, torch.arange(num_items) if use_bias else None)
+    if prior is not None:
+        scores = scores + prior
+    masked = torch.zeros_like(scores, dtype=torch.bool)
+    for row, e in enumerate(events):
+        masked[row, torch.as_tensor(e.history, dtype=torch.long)] = True
+    ranks = target_ranks(scores, torch.as_tensor([e.target for e in events]), masked)
+    return metrics_from_ranks(ranks)["ndcg@10"]
+
+
+def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
+    ra, rb = a.argsort().argsort().double(), b.argsort().argsort().double()
+    return float(torch.corrcoef(torch.stack([ra, rb]))[0, 1])
+
+
+def diagnose(run: Path) -> dict:
+    metrics = json.loads((run / "metrics.json").read_text())
+    data_cfg = DataConfig(**metrics["config"]["data"])
+    model, tokenizer, config = load_pretrained(run / "model")
+    model_cfg = ModelConfig(**config["model"])
+    data = load_data(data_cfg)
+    full_split = leave_one_out(data)
+    cold = metrics["cold_items"]
+    split = without_items(full_split, cold)
+    is_cold = torch.zeros(data.num_items, dtype=torch.bool)
+    is_cold[cold] = True
+    texts = item_template(data, data_cfg).render_all(data.items)
+    text = compute_text_vectors(model, item_tokens(texts, tokenizer, model_cfg, model), 256).float()
+    vectors = compute_item_vectors(model, text, data.num_items)
+    log_count = torch.log1p(popularity_scores(split.train, data.num_items).float())
+    parts = slices(split.valid, cold)
+
+    bias = model.bias(torch.arange(data.num_items))
+    bias = bias.detach() if bias is not None else None
+    out: dict = {"run": str(run.relative_to(ROOT) if run.is_relative_to(ROOT) else run)}
+    if bias is not None:
+        out["bias_warm_mean"], out["bias_warm_sd"] = float(bias[~is_cold].mean()), float(bias[~is_cold].std())
+    out["valid"] = {s: ndcg(model, parts[s], vectors, None) for s in ("warm", "cold")}
+    if bias is not None:
+        out["valid_no_bias"] = {s: ndcg(model, parts[s], vectors, None, use_bias=False) for s in ("warm", "cold")}
+
+    # ridge regression of log count on the untrained text vectors, fitted on warm items only
+    x = torch.nn.functional.normalize(text, dim=-1)
+    x = torch.cat([x, torch.ones(len(x), 1)], dim=1)
+    warm = ~is_cold
+    gram = x[warm].T @ x[warm] + torch.eye(x.shape[1])
+    predicted = x @ torch.linalg.solve(gram, x[warm].T @ log_count[warm])
+    real = popularity_scores(full_split.train, data.num_items).float()  # held-out items' real counts: diagnosis
+    out["spearman_text_prediction_vs_real_count_cold"] = spearman(predicted[is_cold], real[is_cold])
+
+    priors = {
+        "mean": log_count[warm].mean(),
+        "p75": log_count[warm].quantile(0.75),
+        "text_predicted": predicted,
+    }
+    out["prior_sweep"] = []
+    for name, cold_prior in priors.items():
+        prior = torch.where(is_cold, cold_prior, log_count)
+        for beta in BETAS[1:]:
+            row = {"cold_prior": name, "beta": beta}
+            row.update({s: ndcg(model, parts[s], vectors, beta * prior) for s in ("warm", "cold")})
+            out["prior_sweep"].append(row)
+    return out
+
+
+def markdown(doc: dict) -> str:
+    lines = [
+        f"{doc['dataset']}, E1-cold validation slices (history masked), NDCG@10. {doc['date']}. "
+        f"Command: `{doc['command']}`",
+        "",
+    ]
+    for r in doc["runs"]:
+        lines += [f"### {r['run']}", ""]
+        if "bias_warm_sd" in r:
+            lines.append(f"- learned item bias over warm items: mean {r['bias_warm_mean']:+.4f}, "
+                         f"sd {r['bias_warm_sd']:.4f} (cold items: 0)")  # fmt: skip
+        lines.append(f"- model: warm {r['valid']['warm']:.4f}, cold {r['valid']['cold']:.4f}")
+        if "valid_no_bias" in r:
+            lines.append(
+                f"- without the bias: warm {r['valid_no_bias']['warm']:.4f}, cold {r['valid_no_bias']['cold']:.4f}"
+            )
+        lines.append(
+            "- Spearman(text-predicted log count, real count) over cold items: "
+            f"{r['spearman_text_prediction_vs_real_count_cold']:.3f}"
+        )
+        lines += ["", "| cold prior | beta | warm | cold |", "|---|---|---|---|"]
+        for p in r["prior_sweep"]:
+            lines.append(f"| {p['cold_prior']} | {p['beta']} | {p['warm']:.4f} | {p['cold']:.4f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", type=Path, help="E1-cold run folders (metrics.json, model/)")
+    parser.add_argument("--dataset", required=True, help="names the output files, e.g. ml-100k")
+    args = parser.parse_args()
+    for run in args.runs:
+        if not (run / "metrics.json").is_file() or not (run / "model").is_dir():
+            raise SystemExit(f"{run}: not a finished run folder (needs metrics.json and model/)")
+        if not json.loads((run / "metrics.json").read_text()).get("cold_items"):
+            raise SystemExit(f"{run}/metrics.json: no cold_items (not an E1-cold run)")
+    doc = {
+        "dataset": args.dataset,
+        "date": time.strftime("%Y-%m-%d"),
+        "command": "OMP_NUM_THREADS=1 python scripts/diagnose_cold.py " + " ".join(sys.argv[1:]),
+        "runs": [diagnose(run.resolve()) for run in args.runs],
+    }
+    stem = args.dataset.replace("-", "")
+    atomic_write_text(ROOT / f"docs/benchmarks/cold_diagnosis_{stem}.json", json.dumps(doc, indent=2) + "\n")
+    atomic_write_text(ROOT / f"docs/benchmarks/cold_diagnosis_{stem}.md", markdown(doc))
+    print(markdown(doc))
+
+
+if __name__ == "__main__":
+    main()
