@@ -131,6 +131,9 @@ def markdown(report: dict, summary: list[dict], checks: list[dict], command: str
             )
     lines += ["", "| seed | method | lambda | train eps | steps | epochs | train s |", "|---|---|---|---|---|---|---|"]
     for c in report["costs"]:
+        if "loaded_from" in c:  # a normal model loaded (adversarial.normal_from), not trained by this run
+            lines.append(f"| {c['seed']} | {c['method']} | 0.0 | 0.0 | loaded from `{c['loaded_from']}` | - | - |")
+            continue
         lines.append(
             f"| {c['seed']} | {c['method']} | {c.get('lambda', 0.0)} | {c.get('train_eps', 0.0)} | {c['steps']} | "
             f"{c['epochs']} | {c['seconds']:.0f} |"
