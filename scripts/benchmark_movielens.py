@@ -12,6 +12,11 @@ leave-one-out split for every seed (the seed changes initialisation and batch or
 (delete a run folder or pass --force to redo one), and the JSON and markdown are rewritten after every run, so a
 cut-off benchmark keeps what it finished.
 
+The table is merged, never replaced: rows of an earlier `<table>.json` whose run folder is not on disk any more
+(outputs/ is not committed) are kept, and each run's per-event test ranks go to `<table>.ranks.json`, so a later
+session's comparisons can pair with runs it did not redo. An earlier comparison that cannot be recomputed (a run
+without stored ranks) is kept as it was, marked `carried`.
+
 Output (`docs/benchmarks/<dataset>.json`): one row per run and mask variant (`dataset`, `model`, `seed`,
 `mask_history`, `ndcg@10`, `recall@10`, `mrr@10`, `epochs`, `train_seconds`, `trainable_params`, ...), a summary
 row per model and mask (`seeds`, `ndcg@10_mean`, `ndcg@10_sd`), and paired bootstrap 95% intervals (1,000
@@ -35,6 +40,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from textrec.files import atomic_write_text  # noqa: E402
 from textrec.metrics import ndcg_per_event, paired_bootstrap  # noqa: E402
 
 # The rows measured before 2026-11-25 ran with torch's N(0, 1) position embeddings; re-runs keep that init.
@@ -87,6 +93,14 @@ RUNS = {
             ID_DROPOUT_CONTENT + ["model.seq_position_std=0.02"],
             "text_lora",
         ),
+        # the same, LoRA joining after 45 epochs on frozen text vectors (chosen on seed 0 validation,
+        # outputs/probe/lora_warm45_seed0): the frozen model is nearly converged when LoRA starts
+        "text_lora_content_warm45": (
+            "MiniLM + LoRA after 45 frozen epochs + ids + bias, id dropout 0.5, content path 5, sequence user",
+            "ml100k_minilm.yaml",
+            ID_DROPOUT_CONTENT + ["training.encoder_warmup_epochs=45", "training.epochs=80"],
+            "text_lora",
+        ),
         "text_user": ("MiniLM + LoRA, text user tower", "ml100k_minilm_text_user.yaml", [], "text"),
         "smollm2_frozen": ("SmolLM2-135M frozen + ids, sequence user", "ml100k_smollm2.yaml", [], "text"),
     },
@@ -99,11 +113,27 @@ RUNS = {
             ID_DROPOUT_CONTENT,
             "text_frozen",
         ),
+        # LoRA against text_frozen (the best text model on validation), same budget: 15 epochs on frozen text
+        # vectors (about 25 of the 40 minutes), then LoRA with ml100k_minilm.yaml's encoder settings; not tuned on
+        # ML-1M (one LoRA epoch costs about 2.5 frozen ones here)
         "text_lora": (
             "MiniLM + LoRA + ids, sequence user",
             "ml1m_minilm_frozen.yaml",
-            ["model.train_mode=lora"],
+            [
+                "model.train_mode=lora",
+                "training.encoder_warmup_epochs=15",
+                "training.encoder_lr=0.0002",
+                "training.max_live_items=64",
+                "training.cache_refresh_steps=40",
+            ],
             "text_lora",
+        ),
+        # decoder-only encoder, last-token pooling, vectors computed once (as ml100k_smollm2.yaml)
+        "smollm2_frozen": (
+            "SmolLM2-135M frozen + ids, sequence user",
+            "ml1m_minilm_frozen.yaml",
+            ["model.encoder=smollm2-135m", "model.pooling=last", "training.eval_batch_size=128"],
+            "text",
         ),
     },
 }
@@ -259,7 +289,7 @@ def comparisons(summary_rows: list[dict], ranks: dict) -> list[dict]:
 def markdown(rows, summary_rows, comps, meta) -> str:
     lines = [
         f"{meta['dataset']}, protocol E1 (leave-one-out, full ranking, pessimistic ties). {meta['machine']}, "
-        f"{meta['date']}. Command: `{meta['command']}`",
+        f"{meta['date']}. Commands, in order: " + "; ".join(f"`{c}`" for c in meta.get("commands", [meta["command"]])),
         "",
         "| model | mask_history | NDCG@10 mean | sd | seeds | Recall@10 | MRR@10 | valid NDCG@10 | epochs | train s |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -284,12 +314,42 @@ def markdown(rows, summary_rows, comps, meta) -> str:
             "|---|---|---|---|---|---|---|",
         ]
         for c in comps:
+            carried = " (carried: ranks not stored)" if c.get("carried") else ""
             lines.append(
-                f"| {c['comparison']} | {c['a']} | {c['b']} | {c['mask_history']} | {len(c['seeds'])} | "
+                f"| {c['comparison']}{carried} | {c['a']} | {c['b']} | {c['mask_history']} | {len(c['seeds'])} | "
                 f"{c['mean_difference']:+.4f} [{c['difference_low']:+.4f}, {c['difference_high']:+.4f}] | "
                 f"{c['ratio']:.3f} [{c['ratio_low']:.3f}, {c['ratio_high']:.3f}] |"
             )
     return "\n".join(lines) + "\n"
+
+
+RANK_KEYS = ("test_mask=True", "test_mask=False")
+
+
+def previous_table(stem: Path) -> tuple[list[dict], list[dict], dict, list[dict], list[str]]:
+    """What an earlier benchmark wrote to `stem`.json / `stem`.ranks.json: (popularity rows, run rows, per-event
+    ranks by (run, seed), comparisons, commands); empty when there is none."""
+    path, ranks_path = stem.with_suffix(".json"), stem.with_suffix(".ranks.json")
+    if not path.is_file():
+        return [], [], {}, [], []
+    try:
+        doc = json.loads(path.read_text())
+        ranks = json.loads(ranks_path.read_text()) if ranks_path.is_file() else {}
+    except json.JSONDecodeError as err:
+        raise SystemExit(f"{path} or its ranks: not valid JSON ({err}); move them away to start a new table") from None
+    popularity = [r for r in doc["rows"] if r["kind"] == "popularity"]
+    rows = [r for r in doc["rows"] if r["kind"] != "popularity"]
+    meta = doc.get("meta", {})
+    commands = meta.get("commands") or ([meta["command"]] if "command" in meta else [])
+    by_run = {(run, int(seed)): v for key, v in ranks.items() for run, _, seed in [key.rpartition("/")]}
+    return popularity, rows, by_run, doc.get("comparisons", []), commands
+
+
+def merge_comparisons(new: list[dict], old: list[dict]) -> list[dict]:
+    """The recomputed comparisons, plus earlier ones whose (comparison, mask) could not be recomputed."""
+    done = {(c["comparison"], c["mask_history"]) for c in new}
+    kept = [{**c, "carried": True} for c in old if (c["comparison"], c["mask_history"]) not in done]
+    return new + kept
 
 
 def main() -> None:
@@ -318,26 +378,40 @@ def main() -> None:
         "torch": torch.__version__,
         "budget_scale": args.budget_scale,
     }
-    rows, ranks, popularity = [], {}, None
+    stem = ROOT / "docs" / "benchmarks" / table_name
+    popularity, old_rows, ranks, old_comps, commands = previous_table(stem)
+    meta["commands"] = commands + [meta["command"]]
+    measured: dict[tuple, list[dict]] = {}
+    for r in old_rows:
+        measured.setdefault((r["run"], r["seed"]), []).append(r)
+
+    def write() -> str:  # after every run, so that a cut-off benchmark keeps what it finished
+        rows = [r for rs in measured.values() for r in rs]
+        summary_rows = summaries(rows)
+        comps = merge_comparisons(comparisons(summary_rows, ranks), old_comps)
+        doc = {"meta": meta, "rows": popularity + rows, "summary": summary_rows, "comparisons": comps}
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(stem.with_suffix(".json"), json.dumps(doc, indent=2) + "\n")
+        stored = {f"{run}/{s}": v for (run, s), v in ranks.items()}
+        atomic_write_text(stem.with_suffix(".ranks.json"), json.dumps(stored, separators=(",", ":")) + "\n")
+        table = markdown(popularity + rows, summary_rows, comps, meta)
+        atomic_write_text(stem.with_suffix(".md"), table)
+        return table
+
     for seed in args.seeds:  # seed-major: a cut-off benchmark has every model at the first seeds
         for name in RUNS[args.dataset]:
             done = (out_root / f"{name}_seed{seed}" / "ranks.json").is_file()
             if (args.only and name not in args.only and not done) or (args.reuse_only and not done):
                 continue
             force = args.force and (not args.only or name in args.only)
-            summary, ranks[(name, seed)] = run_config(
+            summary, run_ranks = run_config(
                 args.dataset, name, seed, out_root, args.budget_scale, force, args.launcher.split()
             )
+            ranks[(name, seed)] = {k: run_ranks[k] for k in RANK_KEYS}
             popularity = popularity or popularity_rows(args.dataset, summary)
-            rows.extend(run_rows(args.dataset, name, seed, summary))
-            summary_rows = summaries(rows)
-            comps = comparisons(summary_rows, ranks)
-            doc = {"meta": meta, "rows": popularity + rows, "summary": summary_rows, "comparisons": comps}
-            Path(ROOT / "docs/benchmarks").mkdir(parents=True, exist_ok=True)
-            (ROOT / f"docs/benchmarks/{table_name}.json").write_text(json.dumps(doc, indent=2) + "\n")
-            table = markdown(popularity + rows, summary_rows, comps, meta)
-            (ROOT / f"docs/benchmarks/{table_name}.md").write_text(table)
-    print(table)
+            measured[(name, seed)] = run_rows(args.dataset, name, seed, summary)  # replaces an earlier row
+            write()
+    print(write() if measured else "no run finished and no earlier table: nothing written")
 
 
 if __name__ == "__main__":

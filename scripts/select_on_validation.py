@@ -25,6 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "recipes" / "configs"
 TEXT_ONLY = ["model.id_embedding=false"]
 FULL = ["training.full_softmax_items=20000"]  # every ml-100k item a candidate
+TEXT_SETTINGS = ["model.id_dropout=0.5", "model.item_bias=true", "model.user_content=5"]
+LORA_WARM45 = ["training.encoder_warmup_epochs=45", "training.epochs=80"]
+ALL = "[query,key,value,dense]"  # every linear layer of a BERT block (peft's default for BERT: query, value)
 GRIDS = {
     # The loss and fusion questions of the text-quality issue, on frozen MiniLM and ID-only models alike:
     # sampled softmax (inclusion-probability logQ) vs exact full softmax, with and without a per-item bias.
@@ -39,6 +42,15 @@ GRIDS = {
         "textid_full": ("ml100k_minilm_frozen.yaml", FULL),
         "text_full": ("ml100k_minilm_frozen.yaml", [*TEXT_ONLY, *FULL]),
         "idonly_full": ("ml100k_idonly.yaml", FULL),
+    },
+    # LoRA's encoder learning rate and target modules (issue 13), on the text settings of the ml-100k headline row
+    # (ids + bias, id dropout 0.5, content path 5) with LoRA joining after 45 frozen epochs; the frozen row is the
+    # reference. Run with the config's 10-minute budget: --minutes 10.
+    "lora_ml100k": {
+        "frozen": ("ml100k_minilm_frozen.yaml", [*TEXT_SETTINGS, "training.epochs=80"]),
+        "lora_qv_lr2e-4": ("ml100k_minilm.yaml", [*TEXT_SETTINGS, *LORA_WARM45]),
+        "lora_qv_lr5e-4": ("ml100k_minilm.yaml", [*TEXT_SETTINGS, *LORA_WARM45, "training.encoder_lr=0.0005"]),
+        "lora_all_lr2e-4": ("ml100k_minilm.yaml", [*TEXT_SETTINGS, *LORA_WARM45, f"model.lora_target_modules={ALL}"]),
     },
 }
 

@@ -1,0 +1,108 @@
+"""scripts/benchmark_movielens.py merges into an earlier table instead of replacing it: rows whose run folders are
+gone stay, per-event ranks are stored beside the table, and a later session's comparison can pair with them."""
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark_movielens.py"
+
+
+@pytest.fixture
+def bench(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("benchmark_movielens_under_test", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "ROOT", tmp_path)
+    return module
+
+
+def fake_run(folder: Path, ranks_true: list[int], ranks_false: list[int], valid: float) -> None:
+    """A finished recipes/train.py run folder: metrics.json and ranks.json as the recipe writes them."""
+
+    def result(ranks):
+        ndcg = sum(1 / math.log2(r + 2) for r in ranks if r < 10) / len(ranks)
+        return {k: ndcg for k in ("ndcg@10", "recall@10", "mrr@10", "ndcg@20", "recall@20", "mrr@20")} | {
+            "n_events": len(ranks)
+        }
+
+    summary = {
+        "results": {
+            "test_mask=True": result(ranks_true),
+            "test_mask=False": result(ranks_false),
+            "popularity_mask=True": result([50] * len(ranks_true)),
+            "popularity_mask=False": result([60] * len(ranks_true)),
+        },
+        "best_valid_ndcg@10": valid,
+        "epochs": 3,
+        "stopped": "early",
+        "train_seconds": 10.0,
+        "epoch_seconds": 3.3,
+        "examples_per_second": 100.0,
+        "trainable_params": 1000,
+        "config": {"training": {"max_train_minutes": 1}},
+    }
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps(summary))
+    ranks = {"events": list(range(len(ranks_true))), "test_mask=True": ranks_true, "test_mask=False": ranks_false}
+    (folder / "ranks.json").write_text(json.dumps(ranks))
+
+
+def tabulate(bench, monkeypatch, *args):
+    argv = ["benchmark_movielens.py", "--dataset", "ml-100k", "--out", "out", "--reuse-only", "--table", "t", *args]
+    monkeypatch.setattr(sys, "argv", argv)
+    bench.main()
+    return json.loads((bench.ROOT / "docs/benchmarks/t.json").read_text())
+
+
+def test_later_runs_merge_with_rows_and_ranks_of_runs_no_longer_on_disk(bench, monkeypatch, tmp_path):
+    events = 40
+    frozen = [i % 30 for i in range(events)]
+    lora = [max(0, r - 2) for r in frozen]  # LoRA ranks every target 2 places higher
+    fake_run(tmp_path / "out/text_frozen_seed3", frozen, frozen, valid=0.20)
+    first = tabulate(bench, monkeypatch, "--seeds", "3")
+    assert {(r["run"], r["seed"]) for r in first["rows"]} == {("popularity", None), ("text_frozen", 3)}
+
+    # a later session: the frozen run folder is gone (outputs/ is not committed), a LoRA run is new
+    (tmp_path / "out/text_frozen_seed3/metrics.json").unlink()
+    (tmp_path / "out/text_frozen_seed3/ranks.json").unlink()
+    fake_run(tmp_path / "out/text_lora_seed3", lora, lora, valid=0.21)
+    second = tabulate(bench, monkeypatch, "--seeds", "3")
+
+    runs = {(r["run"], r["seed"], r["mask_history"]) for r in second["rows"]}
+    assert {("text_frozen", 3, True), ("text_frozen", 3, False), ("text_lora", 3, True)} <= runs
+    assert len(second["meta"]["commands"]) == 2
+    paired = [c for c in second["comparisons"] if c["comparison"] == "LoRA vs frozen" and c["mask_history"]]
+    assert len(paired) == 1 and not paired[0].get("carried")
+    assert paired[0]["difference_low"] > 0  # LoRA's ranks are better on every event that was not already first
+    stored = json.loads((tmp_path / "docs/benchmarks/t.ranks.json").read_text())
+    assert stored["text_frozen/3"]["test_mask=True"] == frozen
+
+
+def test_a_comparison_that_cannot_be_recomputed_is_carried(bench, monkeypatch, tmp_path):
+    old = {
+        "meta": {"command": "python scripts/benchmark_movielens.py --seeds 0"},
+        "rows": [
+            {"run": "id_only", "seed": 0, "kind": "id", "mask_history": m, "model": "ids", "dataset": "ml-100k"}
+            | {"ndcg@10": 0.1, "recall@10": 0.2, "mrr@10": 0.05, "best_valid_ndcg@10": 0.1, "epochs": 1}
+            | {"train_seconds": 1.0}
+            for m in (True, False)
+        ],
+        "comparisons": [
+            {"comparison": "best text vs ID-only", "a": "x", "b": "id_only", "mask_history": True, "seeds": [0]}
+            | {"mean_difference": 0.01, "difference_low": 0.0, "difference_high": 0.02}
+            | {"ratio": 1.1, "ratio_low": 1.0, "ratio_high": 1.2}
+        ],
+    }
+    (tmp_path / "docs/benchmarks").mkdir(parents=True)
+    (tmp_path / "docs/benchmarks/t.json").write_text(json.dumps(old))
+    fake_run(tmp_path / "out/text_frozen_seed0", [1, 2, 3], [4, 5, 6], valid=0.3)
+    doc = tabulate(bench, monkeypatch, "--seeds", "0")
+    assert {("id_only", 0), ("text_frozen", 0)} <= {(r["run"], r["seed"]) for r in doc["rows"]}
+    carried = [c for c in doc["comparisons"] if c.get("carried")]
+    assert [c["a"] for c in carried] == ["x"]
+    assert "carried" in (tmp_path / "docs/benchmarks/t.md").read_text()
