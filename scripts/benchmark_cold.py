@@ -15,6 +15,10 @@ machine changes the seconds, not the result). Two phases:
 References from the same runs: popularity (cold items have no count: they rank last) and the untrained encoder's
 content similarity (cosine to the mean text vector of the whole history). Finished runs are reused.
 
+Each finished run's results (its E1-cold reports, cost, and per-event test ranks and slices) are also kept in
+`docs/benchmarks/cold_<dataset>.runs.json`, and runs found there count as finished: a later session adds rows to the
+table instead of replacing it with what its own run folders hold (outputs/ is not committed).
+
 Output `docs/benchmarks/cold_<dataset>.json`: rows (`dataset`, `method`, `slice`, `seed`, `ndcg@10`, ...), a summary
 per method and slice (mean, sd over seeds), the selection table, paired bootstrap 95% intervals (test events of one
 slice, per-event NDCG@10 averaged over shared seeds) and the issue's targets; `cold_<dataset>.md` holds the tables.
@@ -97,6 +101,55 @@ def run(dataset, name, seed, args, out_root) -> dict:
         "metrics": json.loads((out / "metrics.json").read_text()),
         "ranks": json.loads((out / "ranks.json").read_text()),
     }
+
+
+RUN_KEYS = ("epochs", "optimizer_steps", "train_seconds", "trainable_params", "stopped", "cold_items")
+
+
+def compact(result: dict) -> dict:
+    """The part of a run's results the tables read (no config, no other reports)."""
+    m, ranks = result["metrics"], result["ranks"]
+    metrics = {k: m[k] for k in RUN_KEYS} | {
+        "results": {k: m["results"][k] for k in ("cold_start", "cold_start_valid")}
+    }
+    return {"metrics": metrics, "ranks": ranks and {k: ranks[k] for k in ("test_mask=True", "slice")}}
+
+
+def stored_runs(path: Path) -> dict:
+    """Results an earlier benchmark kept in `path` (cold_<dataset>.runs.json), by (method, seed)."""
+    if not path.is_file():
+        return {}
+    try:
+        stored = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise SystemExit(f"{path}: not valid JSON ({err}); move it away to start a new table") from None
+    return {(name, int(seed)): v for key, v in stored.items() for name, _, seed in [key.rpartition("/")]}
+
+
+def results_from_table(doc: dict) -> dict:
+    """Runs of a table written before `cold_<dataset>.runs.json` existed, rebuilt from its rows: every figure the
+    tables read, but no per-event ranks (so no paired interval), and the count of cold items instead of the list."""
+    results: dict = {}
+    refs_test, refs_valid = {}, {}
+    for r in doc["rows"]:
+        test = {k: r[k] for k in ("ndcg@10", "recall@10", "mrr@10", "n_events")}
+        valid = {} if r.get("valid_ndcg@10") is None else {"ndcg@10": r["valid_ndcg@10"]}
+        if r["seed"] is None:  # a reference row: popularity or content similarity
+            refs_test.setdefault(r["method"], {})[r["slice"]] = test
+            refs_valid.setdefault(r["method"], {})[r["slice"]] = valid
+            continue
+        run = results.setdefault((r["method"], r["seed"]), {"metrics": {}, "ranks": None})
+        run["metrics"].update({k: r[k] for k in RUN_KEYS if k in r})
+        run["metrics"]["cold_items"] = doc["meta"]["cold_items"]
+        reports = run["metrics"].setdefault(
+            "results", {"cold_start": {"model": {}}, "cold_start_valid": {"model": {}}}
+        )
+        reports["cold_start"]["model"][r["slice"]] = test
+        reports["cold_start_valid"]["model"][r["slice"]] = valid
+    for run in results.values():  # the references are the same in every run
+        run["metrics"]["results"]["cold_start"].update(refs_test)
+        run["metrics"]["results"]["cold_start_valid"].update(refs_valid)
+    return results
 
 
 def rows_of(dataset, name, seed, result) -> list[dict]:
@@ -215,7 +268,8 @@ def comparisons(results: dict, chosen: str | None) -> list[dict]:
     pairs += [(chosen, "id_only", ("warm",)), ("text_ids", "id_only", ("warm",))]
     out = []
     for a, b, parts in pairs:
-        seeds = sorted({s for n, s in results if n == a} & {s for n, s in results if n == b})
+        ranked = {(n, s) for (n, s), r in results.items() if r["ranks"]}  # runs kept from a table alone have none
+        seeds = sorted({s for n, s in ranked if n == a} & {s for n, s in ranked if n == b})
         if a is None or a == b or not seeds:
             continue
         for part in parts:
@@ -230,6 +284,12 @@ def comparisons(results: dict, chosen: str | None) -> list[dict]:
 
             out.append({"a": a, "b": b, "slice": part, "seeds": seeds, **paired_bootstrap(per_event(a), per_event(b))})
     return out
+
+
+def carry(new: list[dict], old) -> list[dict]:
+    """The recomputed comparisons, plus earlier ones that could not be recomputed (their runs' ranks are gone)."""
+    done = {(c["a"], c["b"], c["slice"]) for c in new}
+    return new + [{**c, "carried": True} for c in old if (c["a"], c["b"], c["slice"]) not in done]
 
 
 def targets(summary_rows, chosen) -> dict:
@@ -261,7 +321,8 @@ def markdown(doc) -> str:
     meta = doc["meta"]
     lines = [
         f"{meta['dataset']}, protocol E1-cold ({meta['cold_items']} of the items held out, seed 0), test, history "
-        f"masked. {meta['machine']}, {meta['date']}. Command: `{meta['command']}`",
+        f"masked. {meta['machine']}, {meta['date']}. Commands, in order: "
+        + "; ".join(f"`{c}`" for c in meta.get("commands", [meta["command"]])),
         "",
         "| method | slice | NDCG@10 mean | sd | seeds | Recall@10 | events | epochs | train s | params |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -283,8 +344,9 @@ def markdown(doc) -> str:
     if doc["comparisons"]:
         lines += ["", "| a | b | slice | seeds | difference [95% CI] |", "|---|---|---|---|---|"]
         for c in doc["comparisons"]:
+            carried = " (carried: ranks not stored)" if c.get("carried") else ""
             lines.append(
-                f"| {c['a']} | {c['b']} | {c['slice']} | {len(c['seeds'])} | {c['mean_difference']:+.4f} "
+                f"| {c['a']}{carried} | {c['b']} | {c['slice']} | {len(c['seeds'])} | {c['mean_difference']:+.4f} "
                 f"[{c['difference_low']:+.4f}, {c['difference_high']:+.4f}] |"
             )
     lines += ["", "Targets: " + json.dumps(doc["targets"])]
@@ -318,17 +380,23 @@ def main() -> None:
         "patience": args.patience,
         "minutes": args.minutes,
     }
-    results: dict = {}
+    runs_path, table_path = ROOT / f"docs/benchmarks/cold_{stem}.runs.json", ROOT / f"docs/benchmarks/cold_{stem}.json"
+    earlier = json.loads(table_path.read_text()) if table_path.is_file() else None
+    results: dict = stored_runs(runs_path) or (results_from_table(earlier) if earlier else {})
+    commands = (earlier["meta"].get("commands") or [earlier["meta"]["command"]]) if earlier and results else []
+    meta["commands"] = commands + [meta["command"]]
+    old_comps = earlier.get("comparisons", []) if earlier and results else []
     lock = threading.Lock()
 
     def work(task):
         name, seed = task
-        if args.reuse_only and not (out_root / f"{name}_seed{seed}" / "ranks.json").is_file():
-            return
-        result = run(args.dataset, name, seed, args, out_root)
+        on_disk = (out_root / f"{name}_seed{seed}" / "ranks.json").is_file()
+        if (args.reuse_only or task in results) and not on_disk:
+            return  # nothing to run, or a stored run whose folder is gone: its stored results stand
+        result = compact(run(args.dataset, name, seed, args, out_root))
         with lock:
             results[(name, seed)] = result
-            write(args.dataset, stem, meta, results, args.seeds[0])
+            write(args.dataset, stem, meta, results, args.seeds[0], old_comps)
 
     first = [(n, args.seeds[0]) for n in args.methods or METHODS]
     first.sort(key=lambda t: (out_root / f"{t[0]}_seed{t[1]}.log").exists())  # started runs last
@@ -337,10 +405,12 @@ def main() -> None:
         chosen, _ = choose(results, args.seeds[0])
         rest = [(n, s) for s in args.seeds[1:] for n in METHODS if n in EVERY_SEED or n == chosen or args.reuse_only]
         list(pool.map(work, rest))
-    print(markdown(write(args.dataset, stem, meta, results, args.seeds[0])))
+    if not results:
+        raise SystemExit("no run finished and none stored: nothing to tabulate")
+    print(markdown(write(args.dataset, stem, meta, results, args.seeds[0], old_comps)))
 
 
-def write(dataset, stem, meta, results, first_seed) -> dict:
+def write(dataset, stem, meta, results, first_seed, old_comps=()) -> dict:
     chosen, selection = choose(results, first_seed)
     rows = [
         r
@@ -349,7 +419,8 @@ def write(dataset, stem, meta, results, first_seed) -> dict:
     ]
     any_text = next((res for (n, _), res in results.items() if n != "id_only"), None)
     refs = reference_rows(dataset, results)
-    meta = {**meta, "cold_items": len(any_text["metrics"]["cold_items"]) if any_text else None}
+    count = any_text and any_text["metrics"]["cold_items"]
+    meta = {**meta, "cold_items": len(count) if isinstance(count, list) else count}
     summary_rows = summaries(refs + rows)
     doc = {
         "meta": meta,
@@ -357,9 +428,13 @@ def write(dataset, stem, meta, results, first_seed) -> dict:
         "summary": summary_rows,
         "selection": selection,
         "chosen": chosen,
-        "comparisons": comparisons(results, chosen),
+        "comparisons": carry(comparisons(results, chosen), old_comps),
         "targets": targets(summary_rows, chosen),
     }
+    stored = {f"{n}/{s}": r for (n, s), r in sorted(results.items())}
+    atomic_write_text(
+        ROOT / f"docs/benchmarks/cold_{stem}.runs.json", json.dumps(stored, separators=(",", ":")) + "\n"
+    )
     atomic_write_text(ROOT / f"docs/benchmarks/cold_{stem}.json", json.dumps(doc, indent=2) + "\n")
     atomic_write_text(ROOT / f"docs/benchmarks/cold_{stem}.md", markdown(doc))
     return doc

@@ -106,3 +106,51 @@ def test_a_comparison_that_cannot_be_recomputed_is_carried(bench, monkeypatch, t
     carried = [c for c in doc["comparisons"] if c.get("carried")]
     assert [c["a"] for c in carried] == ["x"]
     assert "carried" in (tmp_path / "docs/benchmarks/t.md").read_text()
+
+
+COLD_SCRIPT = SCRIPT.parent / "benchmark_cold.py"
+
+
+def cold_run(seed: int, shift: int) -> dict:
+    """A finished E1-cold run as benchmark_cold keeps it: reports per slice, cost, per-event ranks and slices."""
+    ranks = [(i * 7 + shift) % 40 for i in range(30)]
+    slices = ["cold" if i % 5 == 0 else "warm" for i in range(30)]
+
+    def report(rs):
+        kept = [r for r in rs if r < 10]
+        ndcg = sum(1 / math.log2(r + 2) for r in kept) / len(rs)
+        return {"ndcg@10": ndcg, "recall@10": len(kept) / len(rs), "mrr@10": ndcg / 2, "n_events": len(rs)}
+
+    by_slice = {
+        "all": report(ranks),
+        "warm": report([r for r, s in zip(ranks, slices) if s == "warm"]),
+        "cold": report([r for r, s in zip(ranks, slices) if s == "cold"]),
+    }
+    refs = {"popularity": {k: {**v, "ndcg@10": v["ndcg@10"] / 3} for k, v in by_slice.items()}}
+    metrics = {"epochs": 4, "optimizer_steps": 40, "train_seconds": 9.0, "trainable_params": 99, "stopped": "early"}
+    metrics |= {"cold_items": [1, 2, 3], "results": {}}
+    metrics["results"]["cold_start"] = {"model": by_slice, **refs}
+    metrics["results"]["cold_start_valid"] = {"model": by_slice, **refs}
+    return {"metrics": metrics, "ranks": {"test_mask=True": ranks, "slice": slices}}
+
+
+def test_cold_table_rebuilt_from_its_rows_keeps_every_figure_and_carries_the_intervals(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("benchmark_cold_under_test", COLD_SCRIPT)
+    cold = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cold)
+    monkeypatch.setattr(cold, "ROOT", tmp_path)
+    (tmp_path / "docs/benchmarks").mkdir(parents=True)
+    results = {("text_ids", 0): cold_run(0, 0), ("text_only", 0): cold_run(0, 3), ("id_only", 0): cold_run(0, 5)}
+    meta = {"dataset": "ml-100k", "machine": "test", "date": "today", "command": "first"}
+    first = cold.write("ml-100k", "ml100k", meta, results, 0)
+    assert first["comparisons"] and not any(c.get("carried") for c in first["comparisons"])
+    stored = cold.stored_runs(tmp_path / "docs/benchmarks/cold_ml100k.runs.json")
+    assert stored[("text_only", 0)]["ranks"] == results[("text_only", 0)]["ranks"]
+
+    rebuilt = cold.results_from_table(first)  # a table from before the runs file: no ranks
+    again = cold.write("ml-100k", "ml100k", meta, rebuilt, 0, first["comparisons"])
+    for key in ("summary", "selection", "chosen", "targets"):
+        assert again[key] == first[key], key
+    assert again["meta"]["cold_items"] == 3
+    assert [{k: v for k, v in c.items() if k != "carried"} for c in again["comparisons"]] == first["comparisons"]
+    assert all(c["carried"] for c in again["comparisons"])
