@@ -43,6 +43,9 @@ sys.path.insert(0, str(ROOT))
 from textrec.files import atomic_write_text  # noqa: E402
 from textrec.metrics import ndcg_per_event, paired_bootstrap  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "scripts"))
+from select_on_validation import best_epoch  # noqa: E402
+
 # The rows measured before 2026-11-25 ran with torch's N(0, 1) position embeddings; re-runs keep that init.
 OLD_POSITIONS = ["model.seq_position_std=null"]
 # the text settings chosen on the ml-100k E1-cold validation, and the epoch cap they ran under on ml-100k
@@ -198,6 +201,7 @@ def run_rows(dataset: str, name: str, seed: int, summary: dict) -> list[dict]:
             "trainable_params": summary["trainable_params"],
             "peak_memory_mb": summary.get("peak_memory_mb"),
             "budget_minutes": summary["config"]["training"]["max_train_minutes"],
+            **best_epoch(summary),
         }
         for mask in (True, False)
     ]
@@ -245,6 +249,8 @@ def summaries(rows: list[dict]) -> list[dict]:
                     "valid_ndcg@10_mean": statistics.fmean(valid),
                     "train_seconds_mean": statistics.fmean(r["train_seconds"] for r in rs),
                     "epochs_mean": statistics.fmean(r["epochs"] for r in rs),
+                    "best_epochs": [r.get("best_epoch") for r in rs],
+                    "encoder_warmup_epochs": rs[0].get("encoder_warmup_epochs"),
                 }
             )
     return out
@@ -286,26 +292,34 @@ def comparisons(summary_rows: list[dict], ranks: dict) -> list[dict]:
     return out
 
 
+def best_epochs(summary: dict) -> str:
+    """Each seed's best validation epoch (the tested weights), and for a LoRA row the epoch LoRA joined after."""
+    epochs = ", ".join("?" if e is None else str(e) for e in summary.get("best_epochs", []))
+    joins = summary.get("encoder_warmup_epochs")
+    return (epochs or "-") + (f" ({joins})" if joins is not None else "")
+
+
 def markdown(rows, summary_rows, comps, meta) -> str:
     lines = [
         f"{meta['dataset']}, protocol E1 (leave-one-out, full ranking, pessimistic ties). {meta['machine']}, "
         f"{meta['date']}. Commands, in order: " + "; ".join(f"`{c}`" for c in meta.get("commands", [meta["command"]])),
         "",
-        "| model | mask_history | NDCG@10 mean | sd | seeds | Recall@10 | MRR@10 | valid NDCG@10 | epochs | train s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| model | mask_history | NDCG@10 mean | sd | seeds | Recall@10 | MRR@10 | valid NDCG@10 | epochs | train s "
+        "| best epochs (encoder joins after) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for mask in (True, False):
         for r in (r for r in rows if r["kind"] == "popularity" and r["mask_history"] == mask):
             lines.append(
                 f"| popularity | {mask} | {r['ndcg@10']:.4f} | - | - | {r['recall@10']:.4f} | "
-                f"{r['mrr@10']:.4f} | - | 0 | 0 |"
+                f"{r['mrr@10']:.4f} | - | 0 | 0 | - |"
             )
         for s in (s for s in summary_rows if s["mask_history"] == mask):
             sd = f"{s['ndcg@10_sd']:.4f}" if s["ndcg@10_sd"] is not None else "-"
             lines.append(
                 f"| {s['model']} | {mask} | {s['ndcg@10_mean']:.4f} | {sd} | {len(s['seeds'])} | "
                 f"{s['recall@10_mean']:.4f} | {s['mrr@10_mean']:.4f} | {s['valid_ndcg@10_mean']:.4f} | "
-                f"{s['epochs_mean']:.1f} | {s['train_seconds_mean']:.0f} |"
+                f"{s['epochs_mean']:.1f} | {s['train_seconds_mean']:.0f} | {best_epochs(s)} |"
             )
     if comps:
         lines += [

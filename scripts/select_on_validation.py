@@ -81,9 +81,21 @@ def run(name: str, config: str, overrides: list[str], out: Path, minutes: float,
     return json.loads(metrics.read_text())
 
 
+def best_epoch(summary: dict) -> dict:
+    """The epoch of the best validation (the weights that were tested) and the last epoch on frozen text vectors:
+    a LoRA run whose best epoch is not after its warm-up was tested without its adapter's training."""
+    curve = summary.get("curve") or []
+    best = max(curve, key=lambda p: p["valid_ndcg@10"], default={}).get("epoch")
+    model, training = summary["config"].get("model", {}), summary["config"]["training"]
+    encoder_trains = model.get("encoder") and model.get("train_mode") != "frozen"
+    warmup = training.get("encoder_warmup_epochs", 0)
+    return {"best_epoch": best, "encoder_warmup_epochs": warmup if encoder_trains else None}
+
+
 def row(name: str, config: str, overrides: list[str], summary: dict) -> dict:
     test = summary["results"]["test_mask=True"]
     return {
+        **best_epoch(summary),
         "variant": name,
         "config": config,
         "overrides": overrides,
@@ -104,13 +116,16 @@ def write(rows: list[dict], meta: dict, stem: Path) -> None:
         f"{meta['date']}.",
         f"Command: `{meta['command']}`. Rank by validation; test is recorded only.",
         "",
-        "| variant | overrides | valid NDCG@10 | test NDCG@10 | epochs | train s | stopped |",
-        "|---|---|---|---|---|---|---|",
+        "| variant | overrides | valid NDCG@10 | test NDCG@10 | epochs | best epoch (encoder joins after) | train s "
+        "| stopped |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in sorted(rows, key=lambda r: -r["valid_ndcg@10"]):
+        joins = f" ({r['encoder_warmup_epochs']})" if r.get("encoder_warmup_epochs") is not None else ""
         lines.append(
             f"| {r['variant']} | {' '.join(r['overrides']) or '-'} | {r['valid_ndcg@10']:.4f} | "
-            f"{r['test_ndcg@10']:.4f} | {r['epochs']:.1f} | {r['train_seconds']:.0f} | {r['stopped']} |"
+            f"{r['test_ndcg@10']:.4f} | {r['epochs']:.1f} | {r.get('best_epoch', '-')}{joins} | "
+            f"{r['train_seconds']:.0f} | {r['stopped']} |"
         )
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
