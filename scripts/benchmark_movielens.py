@@ -106,6 +106,13 @@ RUNS = {
         ),
         "text_user": ("MiniLM + LoRA, text user tower", "ml100k_minilm_text_user.yaml", [], "text"),
         "smollm2_frozen": ("SmolLM2-135M frozen + ids, sequence user", "ml100k_smollm2.yaml", [], "text"),
+        # the decoder-only encoder with the headline row's settings (text_frozen_content_pos002), vectors cached
+        "smollm2_frozen_content": (
+            "SmolLM2-135M frozen + ids + bias, id dropout 0.5, content path 5, sequence user",
+            "ml100k_smollm2.yaml",
+            ID_DROPOUT_CONTENT + EPOCH_CAP + ["training.text_cache_dir=outputs/text_cache"],
+            "text",
+        ),
     },
     "ml-1m": {
         "id_only": ("textrec ID-only (sequence)", "ml1m_idonly.yaml", [], "id"),
