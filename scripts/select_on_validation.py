@@ -27,6 +27,7 @@ TEXT_ONLY = ["model.id_embedding=false"]
 FULL = ["training.full_softmax_items=20000"]  # every ml-100k item a candidate
 TEXT_SETTINGS = ["model.id_dropout=0.5", "model.item_bias=true", "model.user_content=5"]
 LORA_WARM45 = ["training.encoder_warmup_epochs=45", "training.epochs=80"]
+LORA_PLATEAU = ["training.encoder_warmup_epochs=60", "training.encoder_warmup_patience=5", "training.epochs=80"]
 ALL = "[query,key,value,dense]"  # every linear layer of a BERT block (peft's default for BERT: query, value)
 GRIDS = {
     # The loss and fusion questions of the text-quality issue, on frozen MiniLM and ID-only models alike:
@@ -50,6 +51,9 @@ GRIDS = {
         "frozen": ("ml100k_minilm_frozen.yaml", [*TEXT_SETTINGS, "training.epochs=80"]),
         "lora_qv_lr2e-4": ("ml100k_minilm.yaml", [*TEXT_SETTINGS, *LORA_WARM45]),
         "lora_qv_lr5e-4": ("ml100k_minilm.yaml", [*TEXT_SETTINGS, *LORA_WARM45, "training.encoder_lr=0.0005"]),
+        # the warm-up ends when it stalls (patience 5) and LoRA joins from its best weights: a validation gain after
+        # the join is the adapter's own (training.encoder_warmup_patience)
+        "lora_qv_lr2e-4_plateau": ("ml100k_minilm.yaml", [*TEXT_SETTINGS, *LORA_PLATEAU]),
         "lora_all_lr2e-4": ("ml100k_minilm.yaml", [*TEXT_SETTINGS, *LORA_WARM45, f"model.lora_target_modules={ALL}"]),
     },
 }

@@ -240,3 +240,50 @@ def test_a_frozen_encoder_encodes_another_validation_catalogue_once(tiny_bert, m
             validation=Validation(SPLIT.valid, DATA.num_items, other),
         )
         assert sum(c is other for c in calls) == expected, mode
+
+
+def _warmup_run(tiny_bert, monkeypatch, scores, **overrides):
+    """A run whose validations score `scores` in turn; returns (final weights, restores, improvement snapshots)."""
+    objective, examples, validation = _setup(tiny_bert)
+    values = iter(scores)
+    monkeypatch.setattr(engine, "evaluate", lambda *args, **kwargs: {"ndcg@10": next(values)})
+    snapshots, restores = [], []
+    real_state, real_load = engine.trainable_state, engine.load_trainable_state
+
+    def snapshot(model):
+        snapshots.append({k: v.clone() for k, v in real_state(model).items()})
+        return real_state(model)
+
+    def restore(model, weights, what):
+        restores.append((what, {k: v.clone() for k, v in weights.items()}))
+        real_load(model, weights, what)
+
+    monkeypatch.setattr(engine, "trainable_state", snapshot)
+    monkeypatch.setattr(engine, "load_trainable_state", restore)
+    loop = _loop(epochs=5, encoder_warmup_epochs=5, patience=5, **overrides)
+    result = fit(objective, examples, loop, make_accelerator(loop), validation=validation)
+    return real_state(objective.model), restores, snapshots, result
+
+
+def test_warmup_patience_ends_a_stalled_warmup_and_the_encoder_joins_from_its_best_weights(tiny_bert, monkeypatch):
+    scores = [0.1, 0.3, 0.2, 0.4, 0.5]  # the warm-up stalls at epoch 3; the adapter then improves twice
+    weights, restores, snapshots, result = _warmup_run(tiny_bert, monkeypatch, scores, encoder_warmup_patience=1)
+    assert restores[0][0] == "best warm-up weights"
+    epoch2 = snapshots[1]
+    assert all(torch.equal(restores[0][1][k], epoch2[k]) for k in epoch2)  # joined from epoch 2, not epoch 3
+    lora_b = [k for k in weights if "lora_B" in k]
+    assert lora_b and all(not epoch2[k].any() for k in lora_b)  # the warm-up never moved the adapter
+    assert any(weights[k].any() for k in lora_b)  # after the join it trained
+    assert result.best_valid_ndcg == 0.5 and result.epochs == 5
+
+    # without the patience the warm-up runs its 5 epochs: the encoder never joins in a 5-epoch run
+    weights, restores, _, _ = _warmup_run(tiny_bert, monkeypatch, scores)
+    assert not any(what == "best warm-up weights" for what, _ in restores)
+    assert all(not weights[k].any() for k in lora_b)
+
+
+def test_warmup_patience_needs_a_warmup():
+    with pytest.raises(ValueError, match="encoder_warmup_patience"):
+        LoopConfig(encoder_warmup_patience=2)
+    with pytest.raises(ValueError, match="encoder_warmup_patience"):
+        LoopConfig(encoder_warmup_patience=-1, encoder_warmup_epochs=3, epochs=5)

@@ -93,6 +93,13 @@ class LoopConfig:
     encoder_warmup_epochs: int = _help(
         "first epochs train heads / ids / sequence tower on frozen text vectors, then the encoder joins", 0
     )
+    encoder_warmup_patience: int = _help(
+        "if > 0, the warm-up on frozen text vectors ends sooner, after this many validations without a gain (at "
+        "most encoder_warmup_epochs), and the encoder joins from the warm-up's best weights: LoRA then starts from a "
+        "converged frozen model, and whatever validation gain follows is the adapter's (0: join after "
+        "encoder_warmup_epochs, from the last weights)",
+        0,
+    )
     gather_negatives: bool = _help("with several processes, every process's targets are candidates for all", True)
     l2sp: float = _help("L2-SP penalty towards the starting weights (incremental updates; 0: off)", 0.0)
     eval_batch_size: int = _help("events per evaluation batch", 256)
@@ -122,6 +129,11 @@ class LoopConfig:
                 raise ValueError(f"training.{name}: must be a finite number >= 0, got {value}")
         if not 0 <= self.encoder_warmup_epochs <= self.epochs:
             raise ValueError("training.encoder_warmup_epochs: must be between 0 and training.epochs")
+        if self.encoder_warmup_patience < 0 or (self.encoder_warmup_patience and not self.encoder_warmup_epochs):
+            raise ValueError(
+                "training.encoder_warmup_patience: must be >= 0, and needs training.encoder_warmup_epochs > 0 (the "
+                f"longest warm-up), got {self.encoder_warmup_patience} with {self.encoder_warmup_epochs}"
+            )
 
 
 # ----- examples: what one micro-batch is made of -----
@@ -237,6 +249,8 @@ class _LoopState:
     examples: int = 0
     last_loss: float = float("nan")
     encoder_moved: bool = True
+    encoder_joins: int = -1  # the epoch the encoder joined at, once a warm-up with patience ended (-1: not yet)
+    warmup_bad_evals: int = 0
     curve: list = field(default_factory=list)
 
 
@@ -343,12 +357,28 @@ def fit(
     anchor = {n: a.to(device) for n, a in anchor.items() if n in named} if anchor and config.l2sp > 0 else None
     show = config.progress and accelerator.is_local_main_process
 
+    def join_epoch() -> int:
+        return state.encoder_joins if state.encoder_joins >= 0 else config.encoder_warmup_epochs
+
     def learning() -> bool:
-        return encoder_is_trainable(model) and state.epoch >= config.encoder_warmup_epochs
+        return encoder_is_trainable(model) and state.epoch >= join_epoch()
 
     def warming_up() -> bool:
         """Validations up to the end of the encoder warm-up epochs do not count towards patience."""
-        return encoder_is_trainable(model) and state.epoch <= config.encoder_warmup_epochs
+        return encoder_is_trainable(model) and state.epoch <= join_epoch()
+
+    def end_warmup_on_plateau(improved: bool) -> None:
+        """With `encoder_warmup_patience`: end the warm-up once it stalls (or at its last epoch), restoring its best
+        weights, so that the encoder joins from the converged frozen model."""
+        if not (config.encoder_warmup_patience and encoder_is_trainable(model) and state.encoder_joins < 0):
+            return
+        state.warmup_bad_evals = 0 if improved else state.warmup_bad_evals + 1
+        stalled = state.warmup_bad_evals >= config.encoder_warmup_patience
+        if stalled or state.epoch >= config.encoder_warmup_epochs:
+            state.encoder_joins, state.bad_evals = state.epoch, 0
+            if best is not None:
+                load_trainable_state(model, best, "best warm-up weights")
+            logger.info(f"{desc}: the encoder joins after epoch {state.epoch}, from the warm-up's best weights")
 
     def refresh_cache(step: int):
         if state.encoder_moved or cache.vectors is None:
@@ -397,13 +427,16 @@ def fit(
             accelerator.log({f"valid/{k}": v for k, v in metrics.items()}, step=state.global_step)
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 scheduler.step(metrics["ndcg@10"])
-            if metrics["ndcg@10"] > state.best:
+            improved = metrics["ndcg@10"] > state.best
+            if improved:
                 state.best, state.best_step, state.bad_evals = metrics["ndcg@10"], state.global_step, 0
                 best = trainable_state(model)
             elif not warming_up():  # patience counts once the encoder has joined (or from the start when frozen)
                 state.bad_evals += 1
                 if state.bad_evals >= config.patience:
                     state.done = state.done or "early"
+            if warming_up():
+                end_warmup_on_plateau(improved)
             logger.info(
                 f"{desc} epoch {state.epoch} step {state.global_step}: valid NDCG@10 {metrics['ndcg@10']:.4f} "
                 f"(best {state.best:.4f}; {state.train_seconds:.0f}s)"
