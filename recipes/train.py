@@ -196,6 +196,7 @@ def main():
         "best_valid_ndcg@10": result.best_valid_ndcg,
         "stopped": result.stopped,
         "epochs": result.epochs,
+        "encoder_joined_after_epoch": result.encoder_joined,
         "optimizer_steps": result.steps,
         "train_seconds": result.train_seconds,
         "epoch_seconds": result.train_seconds / max(result.epochs, 1e-9),

@@ -92,7 +92,8 @@ def best_epoch(summary: dict) -> dict:
     best = max(curve, key=lambda p: p["valid_ndcg@10"], default={}).get("epoch")
     model, training = summary["config"].get("model", {}), summary["config"]["training"]
     encoder_trains = model.get("encoder") and model.get("train_mode") != "frozen"
-    warmup = training.get("encoder_warmup_epochs", 0)
+    # the epoch it joined after (recorded since 2026-12-03), else the configured warm-up
+    warmup = summary.get("encoder_joined_after_epoch", training.get("encoder_warmup_epochs", 0))
     return {"best_epoch": best, "encoder_warmup_epochs": warmup if encoder_trains else None}
 
 

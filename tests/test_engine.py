@@ -274,11 +274,11 @@ def test_warmup_patience_ends_a_stalled_warmup_and_the_encoder_joins_from_its_be
     lora_b = [k for k in weights if "lora_B" in k]
     assert lora_b and all(not epoch2[k].any() for k in lora_b)  # the warm-up never moved the adapter
     assert any(weights[k].any() for k in lora_b)  # after the join it trained
-    assert result.best_valid_ndcg == 0.5 and result.epochs == 5
+    assert result.best_valid_ndcg == 0.5 and result.epochs == 5 and result.encoder_joined == 3
 
     # without the patience the warm-up runs its 5 epochs: the encoder never joins in a 5-epoch run
-    weights, restores, _, _ = _warmup_run(tiny_bert, monkeypatch, scores)
-    assert not any(what == "best warm-up weights" for what, _ in restores)
+    weights, restores, _, result = _warmup_run(tiny_bert, monkeypatch, scores)
+    assert not any(what == "best warm-up weights" for what, _ in restores) and result.encoder_joined is None
     assert all(not weights[k].any() for k in lora_b)
 
 

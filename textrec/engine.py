@@ -230,6 +230,7 @@ class FitResult:
     stopped: str  # early | budget | epochs
     curve: list = field(default_factory=list)
     text_vectors: torch.Tensor | None = None  # the catalogue's text vectors, when still valid for the final encoder
+    encoder_joined: int | None = None  # the epoch after which the encoder trained (None: it never did)
 
     def cost(self) -> dict:
         return {"seconds": self.train_seconds, "steps": self.steps, "examples": self.examples, "epochs": self.epochs}
@@ -543,6 +544,7 @@ def fit(
         stopped=state.done or "epochs",
         curve=state.curve,
         text_vectors=cache.vectors if model.has_text and not state.encoder_moved else None,
+        encoder_joined=join_epoch() if encoder_is_trainable(model) and state.epoch > join_epoch() else None,
     )
 
 
