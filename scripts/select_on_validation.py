@@ -56,6 +56,23 @@ GRIDS = {
         "lora_qv_lr2e-4_plateau": ("ml100k_minilm.yaml", [*TEXT_SETTINGS, *LORA_PLATEAU]),
         "lora_all_lr2e-4": ("ml100k_minilm.yaml", [*TEXT_SETTINGS, *LORA_WARM45, f"model.lora_target_modules={ALL}"]),
     },
+    # The temperature (issue 13): fixed values and a learned one, on the frozen headline model
+    "temperature_ml100k": {
+        "t0.05": ("ml100k_minilm_frozen.yaml", [*TEXT_SETTINGS, "training.epochs=80"]),
+        "t0.02": ("ml100k_minilm_frozen.yaml", [*TEXT_SETTINGS, "training.epochs=80", "model.temperature=0.02"]),
+        "t0.1": ("ml100k_minilm_frozen.yaml", [*TEXT_SETTINGS, "training.epochs=80", "model.temperature=0.1"]),
+        "learned_from_0.05": (
+            "ml100k_minilm_frozen.yaml",
+            [*TEXT_SETTINGS, "training.epochs=80", "model.learn_temperature=true"],
+        ),
+    },
+    # How often LoRA's cached item vectors are recomputed (issue 13): history and non-live candidates lag the adapter
+    # by up to N steps. LoRA joins from the stalled warm-up's best weights; run with an epoch budget (--minutes 0),
+    # so that a shared CPU changes the seconds, not the result.
+    "refresh_ml100k": {
+        f"refresh_{n}": ("ml100k_minilm.yaml", [*TEXT_SETTINGS, *LORA_PLATEAU, f"training.cache_refresh_steps={n}"])
+        for n in (10, 40, 160)
+    },
 }
 
 
