@@ -208,6 +208,7 @@ def run_rows(dataset: str, name: str, seed: int, summary: dict) -> list[dict]:
             "trainable_params": summary["trainable_params"],
             "peak_memory_mb": summary.get("peak_memory_mb"),
             "budget_minutes": summary["config"]["training"]["max_train_minutes"],
+            "overrides": RUNS[dataset][name][2],
             **best_epoch(summary),
         }
         for mask in (True, False)
@@ -257,7 +258,7 @@ def summaries(rows: list[dict]) -> list[dict]:
                     "train_seconds_mean": statistics.fmean(r["train_seconds"] for r in rs),
                     "epochs_mean": statistics.fmean(r["epochs"] for r in rs),
                     "best_epochs": [r.get("best_epoch") for r in rs],
-                    "encoder_warmup_epochs": rs[0].get("encoder_warmup_epochs"),
+                    "encoder_joins": [r.get("encoder_warmup_epochs") for r in rs],
                 }
             )
     return out
@@ -301,9 +302,14 @@ def comparisons(summary_rows: list[dict], ranks: dict) -> list[dict]:
 
 def best_epochs(summary: dict) -> str:
     """Each seed's best validation epoch (the tested weights), and for a LoRA row the epoch LoRA joined after."""
-    epochs = ", ".join("?" if e is None else str(e) for e in summary.get("best_epochs", []))
-    joins = summary.get("encoder_warmup_epochs")
-    return (epochs or "-") + (f" ({joins})" if joins is not None else "")
+    joins = summary.get("encoder_joins") or [None] * len(summary.get("best_epochs", []))
+    return (
+        ", ".join(
+            ("?" if e is None else str(e)) + ("" if j is None else f" ({j})")
+            for e, j in zip(summary.get("best_epochs", []), joins)
+        )
+        or "-"
+    )
 
 
 def markdown(rows, summary_rows, comps, meta) -> str:
@@ -347,10 +353,15 @@ def markdown(rows, summary_rows, comps, meta) -> str:
 RANK_KEYS = ("test_mask=True", "test_mask=False")
 
 
+def suffixed(stem: Path, suffix: str) -> Path:
+    """`stem` + `suffix` (not Path.with_suffix, which would cut a table name such as `ml1m.v2` at its dot)."""
+    return stem.with_name(stem.name + suffix)
+
+
 def previous_table(stem: Path) -> tuple[list[dict], list[dict], dict, list[dict], list[str]]:
     """What an earlier benchmark wrote to `stem`.json / `stem`.ranks.json: (popularity rows, run rows, per-event
     ranks by (run, seed), comparisons, commands); empty when there is none."""
-    path, ranks_path = stem.with_suffix(".json"), stem.with_suffix(".ranks.json")
+    path, ranks_path = suffixed(stem, ".json"), suffixed(stem, ".ranks.json")
     if not path.is_file():
         return [], [], {}, [], []
     try:
@@ -404,6 +415,12 @@ def main() -> None:
     meta["commands"] = commands + [meta["command"]]
     measured: dict[tuple, list[dict]] = {}
     for r in old_rows:
+        defined = RUNS[args.dataset].get(r["run"])
+        if "overrides" in r and defined is not None and r["overrides"] != defined[2]:
+            raise SystemExit(
+                f"{stem}.json: run {r['run']!r} seed {r['seed']} was measured with overrides {r['overrides']}, but "
+                f"RUNS now defines {defined[2]}: give the changed run a new name, or use another --table"
+            )
         measured.setdefault((r["run"], r["seed"]), []).append(r)
 
     def write() -> str:  # after every run, so that a cut-off benchmark keeps what it finished
@@ -412,11 +429,11 @@ def main() -> None:
         comps = merge_comparisons(comparisons(summary_rows, ranks), old_comps)
         doc = {"meta": meta, "rows": popularity + rows, "summary": summary_rows, "comparisons": comps}
         stem.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(stem.with_suffix(".json"), json.dumps(doc, indent=2) + "\n")
+        atomic_write_text(suffixed(stem, ".json"), json.dumps(doc, indent=2) + "\n")
         stored = {f"{run}/{s}": v for (run, s), v in ranks.items()}
-        atomic_write_text(stem.with_suffix(".ranks.json"), json.dumps(stored, separators=(",", ":")) + "\n")
+        atomic_write_text(suffixed(stem, ".ranks.json"), json.dumps(stored, separators=(",", ":")) + "\n")
         table = markdown(popularity + rows, summary_rows, comps, meta)
-        atomic_write_text(stem.with_suffix(".md"), table)
+        atomic_write_text(suffixed(stem, ".md"), table)
         return table
 
     for seed in args.seeds:  # seed-major: a cut-off benchmark has every model at the first seeds

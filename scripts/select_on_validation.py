@@ -144,9 +144,10 @@ def write(rows: list[dict], meta: dict, stem: Path) -> None:
     ]
     for r in sorted(rows, key=lambda r: -r["valid_ndcg@10"]):
         joins = f" ({r['encoder_warmup_epochs']})" if r.get("encoder_warmup_epochs") is not None else ""
+        best = "-" if r.get("best_epoch") is None else r["best_epoch"]
         lines.append(
             f"| {r['variant']} | {' '.join(r['overrides']) or '-'} | {r['valid_ndcg@10']:.4f} | "
-            f"{r['test_ndcg@10']:.4f} | {r['epochs']:.1f} | {r.get('best_epoch', '-')}{joins} | "
+            f"{r['test_ndcg@10']:.4f} | {r['epochs']:.1f} | {best}{joins} | "
             f"{r['train_seconds']:.0f} | {r['stopped']} |"
         )
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")

@@ -154,3 +154,11 @@ def test_cold_table_rebuilt_from_its_rows_keeps_every_figure_and_carries_the_int
     assert again["meta"]["cold_items"] == 3
     assert [{k: v for k, v in c.items() if k != "carried"} for c in again["comparisons"]] == first["comparisons"]
     assert all(c["carried"] for c in again["comparisons"])
+
+
+def test_rows_measured_under_another_definition_of_the_run_are_refused(bench, monkeypatch, tmp_path):
+    (tmp_path / "docs/benchmarks").mkdir(parents=True)
+    row = {"run": "text_frozen", "seed": 0, "kind": "text_frozen", "mask_history": True, "overrides": ["x=1"]}
+    (tmp_path / "docs/benchmarks/t.json").write_text(json.dumps({"meta": {"command": "c"}, "rows": [row]}))
+    with pytest.raises(SystemExit, match="text_frozen"):
+        tabulate(bench, monkeypatch, "--seeds", "0")

@@ -287,3 +287,5 @@ def test_warmup_patience_needs_a_warmup():
         LoopConfig(encoder_warmup_patience=2)
     with pytest.raises(ValueError, match="encoder_warmup_patience"):
         LoopConfig(encoder_warmup_patience=-1, encoder_warmup_epochs=3, epochs=5)
+    with pytest.raises(ValueError, match="eval_every_steps"):
+        LoopConfig(encoder_warmup_patience=2, encoder_warmup_epochs=3, epochs=5, eval_every_steps=10)

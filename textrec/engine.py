@@ -129,6 +129,11 @@ class LoopConfig:
                 raise ValueError(f"training.{name}: must be a finite number >= 0, got {value}")
         if not 0 <= self.encoder_warmup_epochs <= self.epochs:
             raise ValueError("training.encoder_warmup_epochs: must be between 0 and training.epochs")
+        if self.encoder_warmup_patience and self.eval_every_steps:
+            raise ValueError(
+                "training.encoder_warmup_patience: needs validations at epoch ends (training.eval_every_steps: 0): "
+                "the encoder joins at an epoch start"
+            )
         if self.encoder_warmup_patience < 0 or (self.encoder_warmup_patience and not self.encoder_warmup_epochs):
             raise ValueError(
                 "training.encoder_warmup_patience: must be >= 0, and needs training.encoder_warmup_epochs > 0 (the "
@@ -364,6 +369,9 @@ def fit(
     def learning() -> bool:
         return encoder_is_trainable(model) and state.epoch >= join_epoch()
 
+    def encoder_trained() -> bool:  # a whole epoch, or part of one cut short by the budget, after the join
+        return state.epoch > join_epoch() or (state.epoch == join_epoch() and state.step_in_epoch > 0)
+
     def warming_up() -> bool:
         """Validations up to the end of the encoder warm-up epochs do not count towards patience."""
         return encoder_is_trainable(model) and state.epoch <= join_epoch()
@@ -544,7 +552,7 @@ def fit(
         stopped=state.done or "epochs",
         curve=state.curve,
         text_vectors=cache.vectors if model.has_text and not state.encoder_moved else None,
-        encoder_joined=join_epoch() if encoder_is_trainable(model) and state.epoch > join_epoch() else None,
+        encoder_joined=join_epoch() if encoder_is_trainable(model) and encoder_trained() else None,
     )
 
 
