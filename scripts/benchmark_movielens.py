@@ -353,6 +353,11 @@ def markdown(rows, summary_rows, comps, meta) -> str:
 RANK_KEYS = ("test_mask=True", "test_mask=False")
 
 
+def run_date(folder: Path) -> str:
+    """The day a run finished (its metrics.json), not the day it was tabulated."""
+    return time.strftime("%Y-%m-%d", time.localtime((folder / "metrics.json").stat().st_mtime))
+
+
 def suffixed(stem: Path, suffix: str) -> Path:
     """`stem` + `suffix` (not Path.with_suffix, which would cut a table name such as `ml1m.v2` at its dot)."""
     return stem.with_name(stem.name + suffix)
@@ -447,7 +452,9 @@ def main() -> None:
             )
             ranks[(name, seed)] = {k: run_ranks[k] for k in RANK_KEYS}
             popularity = popularity or popularity_rows(args.dataset, summary)
-            measured[(name, seed)] = run_rows(args.dataset, name, seed, summary)  # replaces an earlier row
+            # replaces an earlier row; each row says where and when it was measured (the meta is the last command's)
+            where = {"measured_on": meta["machine"], "measured_date": run_date(out_root / f"{name}_seed{seed}")}
+            measured[(name, seed)] = [{**r, **where} for r in run_rows(args.dataset, name, seed, summary)]
             write()
     print(write() if measured else "no run finished and no earlier table: nothing written")
 
