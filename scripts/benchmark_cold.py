@@ -384,7 +384,8 @@ def main() -> None:
     earlier = json.loads(table_path.read_text()) if table_path.is_file() else None
     results: dict = stored_runs(runs_path) or (results_from_table(earlier) if earlier else {})
     commands = (earlier["meta"].get("commands") or [earlier["meta"]["command"]]) if earlier and results else []
-    meta["commands"] = commands + [meta["command"]]
+    # a repeated command (a re-run of the same merge) is listed once
+    meta["commands"] = [c for c in commands if c != meta["command"]] + [meta["command"]]
     old_comps = earlier.get("comparisons", []) if earlier and results else []
     lock = threading.Lock()
 

@@ -417,7 +417,8 @@ def main() -> None:
     }
     stem = ROOT / "docs" / "benchmarks" / table_name
     popularity, old_rows, ranks, old_comps, commands = previous_table(stem)
-    meta["commands"] = commands + [meta["command"]]
+    # a repeated command (a re-run of the same merge) is listed once
+    meta["commands"] = [c for c in commands if c != meta["command"]] + [meta["command"]]
     measured: dict[tuple, list[dict]] = {}
     for r in old_rows:
         defined = RUNS[args.dataset].get(r["run"])

@@ -65,6 +65,9 @@ GRIDS = {
             "ml100k_minilm_frozen.yaml",
             [*TEXT_SETTINGS, "training.epochs=80", "model.learn_temperature=true"],
         ),
+        # the ID-only reference gets the same choice, so that a text win is not a tuning win
+        "idonly_t0.05": ("ml100k_idonly.yaml", ["model.seq_position_std=0.02"]),
+        "idonly_t0.1": ("ml100k_idonly.yaml", ["model.seq_position_std=0.02", "model.temperature=0.1"]),
     },
     # How often LoRA's cached item vectors are recomputed (issue 13): history and non-live candidates lag the adapter
     # by up to N steps. LoRA joins from the stalled warm-up's best weights; run with an epoch budget (--minutes 0),

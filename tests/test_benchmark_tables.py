@@ -71,11 +71,13 @@ def test_later_runs_merge_with_rows_and_ranks_of_runs_no_longer_on_disk(bench, m
     (tmp_path / "out/text_frozen_seed3/metrics.json").unlink()
     (tmp_path / "out/text_frozen_seed3/ranks.json").unlink()
     fake_run(tmp_path / "out/text_lora_seed3", lora, lora, valid=0.21)
-    second = tabulate(bench, monkeypatch, "--seeds", "3")
+    second = tabulate(bench, monkeypatch, "--seeds", "3", "--only", "text_lora")
 
     runs = {(r["run"], r["seed"], r["mask_history"]) for r in second["rows"]}
     assert {("text_frozen", 3, True), ("text_frozen", 3, False), ("text_lora", 3, True)} <= runs
     assert len(second["meta"]["commands"]) == 2
+    again = tabulate(bench, monkeypatch, "--seeds", "3", "--only", "text_lora")  # the same merge, run twice
+    assert again["meta"]["commands"] == second["meta"]["commands"]
     paired = [c for c in second["comparisons"] if c["comparison"] == "LoRA vs frozen" and c["mask_history"]]
     assert len(paired) == 1 and not paired[0].get("carried")
     assert paired[0]["difference_low"] > 0  # LoRA's ranks are better on every event that was not already first
