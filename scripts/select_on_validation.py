@@ -61,6 +61,7 @@ GRIDS = {
         "t0.05": ("ml100k_minilm_frozen.yaml", [*TEXT_SETTINGS, "training.epochs=80"]),
         "t0.02": ("ml100k_minilm_frozen.yaml", [*TEXT_SETTINGS, "training.epochs=80", "model.temperature=0.02"]),
         "t0.1": ("ml100k_minilm_frozen.yaml", [*TEXT_SETTINGS, "training.epochs=80", "model.temperature=0.1"]),
+        "t0.2": ("ml100k_minilm_frozen.yaml", [*TEXT_SETTINGS, "training.epochs=80", "model.temperature=0.2"]),
         "learned_from_0.05": (
             "ml100k_minilm_frozen.yaml",
             [*TEXT_SETTINGS, "training.epochs=80", "model.learn_temperature=true"],
@@ -68,6 +69,7 @@ GRIDS = {
         # the ID-only reference gets the same choice, so that a text win is not a tuning win
         "idonly_t0.05": ("ml100k_idonly.yaml", ["model.seq_position_std=0.02"]),
         "idonly_t0.1": ("ml100k_idonly.yaml", ["model.seq_position_std=0.02", "model.temperature=0.1"]),
+        "idonly_t0.2": ("ml100k_idonly.yaml", ["model.seq_position_std=0.02", "model.temperature=0.2"]),
     },
     # How often LoRA's cached item vectors are recomputed (issue 13): history and non-live candidates lag the adapter
     # by up to N steps. LoRA joins from the stalled warm-up's best weights; run with an epoch budget (--minutes 0),
