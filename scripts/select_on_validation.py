@@ -66,6 +66,15 @@ GRIDS = {
             "ml100k_minilm_frozen.yaml",
             [*TEXT_SETTINGS, "training.epochs=80", "model.learn_temperature=true"],
         ),
+        # at 0.1 the text settings chosen at 0.05 (id dropout, content path) are asked again
+        "textid_bias_t0.1": (
+            "ml100k_minilm_frozen.yaml",
+            ["model.item_bias=true", "training.epochs=80", "model.temperature=0.1"],
+        ),
+        "textid_bias_content5_t0.1": (
+            "ml100k_minilm_frozen.yaml",
+            ["model.item_bias=true", "model.user_content=5", "training.epochs=80", "model.temperature=0.1"],
+        ),
         # the ID-only reference gets the same choice, so that a text win is not a tuning win
         "idonly_t0.05": ("ml100k_idonly.yaml", ["model.seq_position_std=0.02"]),
         "idonly_t0.1": ("ml100k_idonly.yaml", ["model.seq_position_std=0.02", "model.temperature=0.1"]),
