@@ -154,7 +154,8 @@ RUNS = {
             ],
             "text_lora",
         ),
-        # temperature 0.1 or 0.2, the choice of ml-100k validation (selection_temperature_ml100k), for both sides
+        # temperature 0.1, the choice of ml-100k validation (selection_temperature_ml100k), for both sides; ML-1M's
+        # own validation prefers 0.05 for both
         "id_only_t01": (
             "textrec ID-only (sequence), temperature 0.1",
             "ml1m_idonly.yaml",
@@ -165,18 +166,6 @@ RUNS = {
             "MiniLM frozen + ids, sequence user, temperature 0.1",
             "ml1m_minilm_frozen.yaml",
             ["model.temperature=0.1"],
-            "text_frozen",
-        ),
-        "id_only_t02": (
-            "textrec ID-only (sequence), temperature 0.2",
-            "ml1m_idonly.yaml",
-            ["model.temperature=0.2"],
-            "id",
-        ),
-        "text_frozen_t02": (
-            "MiniLM frozen + ids, sequence user, temperature 0.2",
-            "ml1m_minilm_frozen.yaml",
-            ["model.temperature=0.2"],
             "text_frozen",
         ),
         # decoder-only encoder, last-token pooling, vectors computed once (as ml100k_smollm2.yaml)
