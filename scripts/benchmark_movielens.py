@@ -294,8 +294,9 @@ def summaries(rows: list[dict]) -> list[dict]:
     return out
 
 
-def comparisons(summary_rows: list[dict], ranks: dict) -> list[dict]:
-    """Paired bootstrap (events) of per-event NDCG@10 averaged over the seeds both runs share."""
+def comparisons(summary_rows: list[dict], ranks: dict, extra: list[tuple[str, str]] = ()) -> list[dict]:
+    """Paired bootstrap (events) of per-event NDCG@10 averaged over the seeds both runs share: the best text model
+    against the best ID-only one, LoRA against frozen, and any `extra` (a, b) pairs of runs (`--compare`)."""
 
     def best(kinds):  # chosen on validation (masked variant), never on test, among the runs with the most seeds
         most = max((len(s["seeds"]) for s in summary_rows), default=0)
@@ -305,6 +306,7 @@ def comparisons(summary_rows: list[dict], ranks: dict) -> list[dict]:
     pairs = [
         ("best text vs ID-only", best({"text_frozen", "text_lora", "text"}), best({"id"})),
         ("LoRA vs frozen", best({"text_lora"}), best({"text_frozen"})),
+        *((f"{a} vs {b}", a, b) for a, b in extra),
     ]
     out = []
     for label, a, b in pairs:
@@ -429,8 +431,14 @@ def main() -> None:
     parser.add_argument("--force", action="store_true", help="redo runs that already finished")
     parser.add_argument("--reuse-only", action="store_true", help="start no run: tabulate the finished ones")
     parser.add_argument("--table", default=None, help="output name under docs/benchmarks (default: the dataset's)")
+    parser.add_argument(
+        "--compare", nargs=2, action="append", default=[], metavar=("A", "B"), help="also pair run A with run B"
+    )
     parser.add_argument("--launcher", default=sys.executable, help="e.g. 'accelerate launch --num_processes 1'")
     args = parser.parse_args()
+    unknown = [run for pair in args.compare for run in pair if run not in RUNS[args.dataset]]
+    if unknown:
+        parser.error(f"--compare: no run {unknown} for {args.dataset}; runs: {', '.join(RUNS[args.dataset])}")
     import torch
 
     stem = args.dataset.replace("-", "")
@@ -462,7 +470,7 @@ def main() -> None:
     def write() -> str:  # after every run, so that a cut-off benchmark keeps what it finished
         rows = [r for rs in measured.values() for r in rs]
         summary_rows = summaries(rows)
-        comps = merge_comparisons(comparisons(summary_rows, ranks), old_comps)
+        comps = merge_comparisons(comparisons(summary_rows, ranks, args.compare), old_comps)
         doc = {"meta": meta, "rows": popularity + rows, "summary": summary_rows, "comparisons": comps}
         stem.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(suffixed(stem, ".json"), json.dumps(doc, indent=2) + "\n")

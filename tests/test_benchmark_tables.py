@@ -82,6 +82,10 @@ def test_later_runs_merge_with_rows_and_ranks_of_runs_no_longer_on_disk(bench, m
     assert len(paired) == 1 and not paired[0].get("carried")
     assert paired[0]["difference_low"] > 0  # LoRA's ranks are better on every event that was not already first
     stored = json.loads((tmp_path / "docs/benchmarks/t.ranks.json").read_text())
+    # a named pair (--compare) is bootstrapped from the stored ranks too, the other way round here
+    named = tabulate(bench, monkeypatch, "--seeds", "3", "--compare", "text_frozen", "text_lora")
+    pair = [c for c in named["comparisons"] if c["comparison"] == "text_frozen vs text_lora" and c["mask_history"]]
+    assert len(pair) == 1 and pair[0]["difference_high"] < 0
     assert stored["text_frozen/3"]["test_mask=True"] == frozen
 
 
