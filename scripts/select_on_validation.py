@@ -197,8 +197,9 @@ def main() -> None:
             continue  # not asked for and not finished; finished runs of other variants stay in the table
         rows.append(row(name, config, overrides, run(name, config, overrides, out, args.minutes, budget)))
         write(rows, meta, ROOT / "docs" / "benchmarks" / f"selection_{args.grid}")
-    best = max(rows, key=lambda r: r["valid_ndcg@10"])
-    print(f"best on validation: {best['variant']} ({best['valid_ndcg@10']:.4f})")
+    for config in dict.fromkeys(r["config"] for r in rows):  # one winner per model family (config), not across
+        best = max((r for r in rows if r["config"] == config), key=lambda r: r["valid_ndcg@10"])
+        print(f"best on validation ({config}): {best['variant']} ({best['valid_ndcg@10']:.4f})")
 
 
 if __name__ == "__main__":
