@@ -52,6 +52,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--output-dir", default="outputs/quickstart", help="where the model folder is written")
     parser.add_argument("--steps", type=int, default=60, help="optimizer steps (each on a batch of 32 readers)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data and of training")
+    parser.add_argument("--mixed-precision", default="no", choices=["no", "fp16", "bf16"], help="autocast dtype")
+    parser.add_argument("--check-placement", action="store_true", help="check every tensor is on the device")
     return parser.parse_args(argv)
 
 
@@ -139,6 +141,8 @@ def main(argv=None) -> dict:
         eval_every_steps=10,
         patience=1000,
         checkpoint_every=0,
+        mixed_precision=args.mixed_precision,
+        check_placement=args.check_placement,
     )
     examples = WindowExamples(all_targets(split.train), model_cfg.max_history)
     objective = TrainingObjective(model, tokens, popularity_scores(split.train, data.num_items).float() + 1.0)

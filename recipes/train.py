@@ -197,6 +197,7 @@ def main():
         "stopped": result.stopped,
         "epochs": result.epochs,
         "encoder_joined_after_epoch": result.encoder_joined,
+        "placement": result.placement,
         "optimizer_steps": result.steps,
         "train_seconds": result.train_seconds,
         "epoch_seconds": result.train_seconds / max(result.epochs, 1e-9),

@@ -38,6 +38,7 @@ from textrec.evaluation import compute_item_vectors, compute_text_vectors, evalu
 from textrec.features import HistoryText, ItemTokens, epoch_batches, gather_windows, target_windows, window_bounds
 from textrec.losses import LOGQ_KINDS
 from textrec.objectives import TextVectorCache, TrainingObjective, encoder_is_trainable
+from textrec.placement import ForwardDeviceProbe, placement_report
 from textrec.splits import EvalEvent
 
 logger = logging.getLogger(__name__)
@@ -77,6 +78,17 @@ class LoopConfig:
     max_grad_norm: float = _help("gradient clipping by global norm (0: off)", 1.0)
     mixed_precision: str = _help("no | fp16 | bf16 (must match the Accelerator's)", "no")
     max_live_items: int = _help("candidate items encoded live (with gradient) per step; the rest read the cache", 64)
+    live_catalogue: bool = _help(
+        "once the encoder trains, every step encodes the whole catalogue live (with gradient) and history and "
+        "candidates read it: no stale cache, and max_live_items / cache_refresh_steps no longer apply. One encoder "
+        "pass over the catalogue per step: a GPU setting (memory grows with the catalogue)",
+        False,
+    )
+    check_placement: bool = _help(
+        "after the first optimizer step, check that every parameter, gradient, buffer, optimizer state and cached "
+        "vector is on the accelerator's device and every module ran there (an error names what is not)",
+        False,
+    )
     full_softmax_items: int = _help(
         "softmax loss: exact cross-entropy over every item while the catalogue has at most this many items; above "
         "it, the in-batch sampled softmax with inclusion-probability logQ (0: always sampled; the default, chosen "
@@ -236,6 +248,7 @@ class FitResult:
     curve: list = field(default_factory=list)
     text_vectors: torch.Tensor | None = None  # the catalogue's text vectors, when still valid for the final encoder
     encoder_joined: int | None = None  # the epoch after which the encoder trained (None: it never did)
+    placement: dict | None = None  # with `check_placement`: what was checked on which device
 
     def cost(self) -> dict:
         return {"seconds": self.train_seconds, "steps": self.steps, "examples": self.examples, "epochs": self.epochs}
@@ -362,6 +375,7 @@ def fit(
     named = {n: p for n, p in model.named_parameters() if p.requires_grad}
     anchor = {n: a.to(device) for n, a in anchor.items() if n in named} if anchor and config.l2sp > 0 else None
     show = config.progress and accelerator.is_local_main_process
+    probe, placement = None, None  # `check_placement`: the first step's forward probe, then its report
 
     def join_epoch() -> int:
         return state.encoder_joins if state.encoder_joins >= 0 else config.encoder_warmup_epochs
@@ -472,7 +486,8 @@ def fit(
             objective.max_live_items = config.max_live_items if learning() else 0
             objective.use_full_softmax(config.full_softmax_items)
             objective.logq = config.logq
-            refresh_every = config.cache_refresh_steps if learning() else 0
+            objective.live_catalogue = config.live_catalogue and learning()
+            refresh_every = config.cache_refresh_steps if learning() and not config.live_catalogue else 0
             bar = tqdm(
                 total=len(batches),
                 initial=state.step_in_epoch,
@@ -485,6 +500,8 @@ def fit(
                 if model.has_text and cache.due(state.global_step, refresh_every):
                     refresh_cache(state.global_step)
                 sync = (state.micro_step + 1) % config.gradient_accumulation_steps == 0
+                if config.check_placement and placement is None and probe is None:
+                    probe = ForwardDeviceProbe(objective, device).__enter__()
                 with nullcontext() if sync else accelerator.no_sync(wrapped):
                     inputs = examples.batch(batch, state.epoch, device)
                     loss = wrapped(**inputs, cache=cache, seed=config.seed * 1_000_003 + state.micro_step)
@@ -502,6 +519,12 @@ def fit(
                 optimizer.step()
                 if not isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                     scheduler.step()
+                if probe is not None:  # the first step is done: everything it touched must be on the device
+                    probe.__exit__()
+                    extra = {"text_vector_cache": cache.vectors}
+                    placement = placement_report(probe, objective, optimizer, extra, device)
+                    logger.info(f"{desc}: placement checked: {placement}")
+                    probe = None
                 optimizer.zero_grad()
                 state.global_step += 1
                 state.encoder_moved = state.encoder_moved or learning()
@@ -553,6 +576,7 @@ def fit(
         curve=state.curve,
         text_vectors=cache.vectors if model.has_text and not state.encoder_moved else None,
         encoder_joined=join_epoch() if encoder_is_trainable(model) and encoder_trained() else None,
+        placement=placement,
     )
 
 

@@ -89,6 +89,11 @@ class TrainingObjective(nn.Module):
         self.max_live_items = max_live_items
         self.history_text = history_text
         self._dropped = None  # per forward: the items that step treats as new (`model.id_dropout`)
+        # Set by the loop (`training.live_catalogue`): every step encodes the whole catalogue live, with gradient,
+        # and history and candidates read it instead of the cache.
+        self.live_catalogue = False
+        self._catalogue_text = None  # per forward: that step's live text vectors of every item
+        self._catalogue_tokens = None  # the padded catalogue on the device, made once
         self.use_full_softmax(full_softmax_items)
         self.logq = logq
         # Set by the loop under several processes: target ids of all processes, so every process ranks its targets
@@ -110,8 +115,10 @@ class TrainingObjective(nn.Module):
         self, ids: torch.Tensor, cache: TextVectorCache | None, rng: np.random.Generator | None, live_pool=None
     ) -> torch.Tensor:
         """Pooled text vectors of items `ids`: cached, with up to `max_live_items` of them (drawn from `live_pool`,
-        by default from `ids`) encoded live."""
+        by default from `ids`) encoded live; with `live_catalogue`, this step's live vectors of every item."""
         model = self.model
+        if self._catalogue_text is not None:
+            return self._catalogue_text[ids]
         text = cache.vectors.to(ids.device)[ids].clone()
         if self.training and rng is not None and self.max_live_items > 0 and encoder_is_trainable(model):
             unique = torch.unique(ids)
@@ -151,6 +158,7 @@ class TrainingObjective(nn.Module):
         rng = np.random.default_rng(seed)
         model = self.model
         self._dropped = None
+        self._catalogue_text = self._live_catalogue_text(targets.device)
         if self.training and model.id_dropout > 0:  # the same items lose their id in history and as candidates
             drop = rng.random(model.num_items) < model.id_dropout
             self._dropped = torch.as_tensor(drop, device=targets.device)
@@ -170,6 +178,15 @@ class TrainingObjective(nn.Module):
         positives = self.item_vectors(target_ids, cache, rng)
         scores = model.score_pairs(users, positives.unsqueeze(1))[:, 0]
         return self.mse(model.predict_rating(scores), ratings[valid])
+
+    def _live_catalogue_text(self, device) -> torch.Tensor | None:
+        """With `live_catalogue` while training a trainable encoder: the pooled text vectors of every item, encoded
+        in one pass with gradient (one encoder pass over the catalogue per step); else None."""
+        if not (self.live_catalogue and self.training and encoder_is_trainable(self.model)):
+            return None
+        if self._catalogue_tokens is None or self._catalogue_tokens[0].device != torch.device(device):
+            self._catalogue_tokens = self.item_tokens.batch(range(len(self.item_tokens)), device=device)
+        return self.model.item_text_vectors(*self._catalogue_tokens)
 
     def _uniform(self, count: int, rng: np.random.Generator, device) -> torch.Tensor:
         return torch.as_tensor(rng.integers(0, self.model.num_items, size=count), device=device)
