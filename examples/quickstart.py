@@ -29,9 +29,10 @@ import torch
 import transformers
 
 from textrec import LoopConfig, ModelConfig, RecData, Recommender, fit, leave_one_out, make_synthetic, save_pretrained
-from textrec.build import build_model, item_tokens
-from textrec.engine import Validation, WindowExamples, make_accelerator
-from textrec.evaluation import (
+from textrec.data.features import all_targets
+from textrec.data.synthetic import TOPIC_WORDS
+from textrec.data.text import ItemTemplate
+from textrec.evaluate.ranking import (
     compute_item_vectors,
     compute_text_vectors,
     evaluate,
@@ -39,10 +40,9 @@ from textrec.evaluation import (
     evaluate_scores,
     popularity_scores,
 )
-from textrec.features import all_targets
-from textrec.objectives import TrainingObjective
-from textrec.synthetic import TOPIC_WORDS
-from textrec.text import ItemTemplate
+from textrec.model.build import build_model, item_tokens
+from textrec.train.loop import Validation, WindowExamples, make_accelerator
+from textrec.train.objectives import TrainingObjective
 
 GENRES = ["dragons", "pirates", "robots", "ghosts", "detectives", "cooking"]
 

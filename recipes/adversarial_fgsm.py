@@ -6,7 +6,7 @@
 Per seed: a normal model trained on the E1 split (early stopping on validation NDCG@10), then adversarial models
 warm-started from it (as APR does) and trained on for a fixed number of epochs with loss = L(clean) + lambda *
 L(perturbed) (`adv_loss`: the normal model's in-batch softmax, or the whole catalogue's), the perturbation FGSM or
-L2 of relative size eps on the tower outputs or the token input embeddings of item text (`textrec.adversarial`).
+L2 of relative size eps on the tower outputs or the token input embeddings of item text (`protocols.adversarial`).
 On the first seed every (lambda, eps) of the grid is trained and one is chosen on validation only: the best
 validation NDCG@10 under the FGSM attack at `select_eps` among those whose validation clean NDCG@10 is within
 `clean_tolerance` of the normal model's; later seeds train the chosen one. A control continues the normal model
@@ -30,19 +30,27 @@ import numpy as np
 import torch
 from accelerate.utils import set_seed
 
-from textrec.adversarial import EPS_GRID, LOSSES, NORMS, PLACES, AdversarialObjective, TokenTable, attack_grid
-from textrec.build import build_model, item_template, item_tokens
-from textrec.checkpoints import trainable_state
 from textrec.config import DataConfig, ModelConfig, config_help, config_to_dict, load_config
 from textrec.data import load_data
-from textrec.engine import LoopConfig, Validation, WindowExamples, fit, make_accelerator
-from textrec.evaluation import compute_text_vectors, evaluate_scores, popularity_scores
-from textrec.features import all_targets
+from textrec.data.features import all_targets
+from textrec.data.splits import leave_one_out
+from textrec.evaluate.metrics import ndcg_per_event, paired_bootstrap
+from textrec.evaluate.ranking import compute_text_vectors, evaluate_scores, popularity_scores
 from textrec.files import atomic_write_text
-from textrec.hub import load_weights_into, save_pretrained
-from textrec.metrics import ndcg_per_event, paired_bootstrap
-from textrec.objectives import TrainingObjective
-from textrec.splits import leave_one_out
+from textrec.model.build import build_model, item_template, item_tokens
+from textrec.model.hub import load_weights_into, save_pretrained
+from textrec.protocols.adversarial import (
+    EPS_GRID,
+    LOSSES,
+    NORMS,
+    PLACES,
+    AdversarialObjective,
+    TokenTable,
+    attack_grid,
+)
+from textrec.train.checkpoints import trainable_state
+from textrec.train.loop import LoopConfig, Validation, WindowExamples, fit, make_accelerator
+from textrec.train.objectives import TrainingObjective
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@
 
 MovieLens split by genre (target = movies with none of the source genres; disjoint item sets), each domain keeping
 only its own items' interactions and split by E1 inside. A seeded 10% of target items is held out of training
-entirely (E1-cold: `textrec.coldstart`), so every target row is reported on all / warm / cold test events. Methods:
+entirely (E1-cold: `protocols.coldstart`), so every target row is reported on all / warm / cold test events. Methods:
 zero-shot (source model, target items seen only through their text), LoRA adaptation of the source model on 5% /
 20% / 100% of the target's training users, the same target data from the pretrained encoder without source
 training ("scratch"), and textrec's ID-only model. Every fit runs through the library's one loop with the same
@@ -32,19 +32,17 @@ import numpy as np
 import torch
 from accelerate.utils import set_seed
 
-from textrec.build import build_model, item_template, item_tokens
-from textrec.coldstart import hold_out_items, without_items
 from textrec.config import DataConfig, ModelConfig, config_help, config_to_dict, load_config
 from textrec.data import load_data
-from textrec.engine import LoopConfig, Validation, WindowExamples, fit, make_accelerator
-from textrec.evaluation import compute_text_vectors
-from textrec.features import all_targets
+from textrec.data.features import all_targets
+from textrec.data.splits import leave_one_out
+from textrec.evaluate.ranking import compute_text_vectors
 from textrec.files import atomic_write_text
-from textrec.hub import save_pretrained
-from textrec.objectives import TrainingObjective
-from textrec.reports import transfer_markdown, transfer_plot
-from textrec.splits import leave_one_out
-from textrec.transfer import (
+from textrec.model.build import build_model, item_template, item_tokens
+from textrec.model.hub import save_pretrained
+from textrec.protocols.coldstart import hold_out_items, without_items
+from textrec.protocols.reports import transfer_markdown, transfer_plot
+from textrec.protocols.transfer import (
     content_ranks,
     fraction_users,
     model_ranks,
@@ -53,6 +51,8 @@ from textrec.transfer import (
     slice_rows,
     split_domains,
 )
+from textrec.train.loop import LoopConfig, Validation, WindowExamples, fit, make_accelerator
+from textrec.train.objectives import TrainingObjective
 
 logger = logging.getLogger(__name__)
 SOURCE_GENRES = [

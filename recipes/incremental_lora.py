@@ -26,24 +26,24 @@ import numpy as np
 import torch
 from accelerate.utils import set_seed
 
-from textrec.build import build_model, item_template, item_tokens
 from textrec.config import DataConfig, ModelConfig, config_help, config_to_dict, load_config
 from textrec.data import load_data
-from textrec.engine import LoopConfig, Validation, WindowExamples, fit, make_accelerator, trainable_state
-from textrec.evaluation import compute_item_vectors, compute_text_vectors, evaluate
+from textrec.evaluate.metrics import ndcg_per_event
+from textrec.evaluate.ranking import compute_item_vectors, compute_text_vectors, evaluate
 from textrec.files import atomic_write_text
-from textrec.hub import load_weights_into
-from textrec.incremental import AdapterRegistry, save_version
-from textrec.metrics import ndcg_per_event
-from textrec.objectives import TrainingObjective
-from textrec.reports import (
+from textrec.model.build import build_model, item_template, item_tokens
+from textrec.model.hub import load_weights_into
+from textrec.protocols.reports import (
     add_paired_intervals,
     incremental_markdown,
     incremental_plot,
     incremental_rows,
     strategy_summary,
 )
-from textrec.stream import Reservoir, make_stream
+from textrec.protocols.stream import Reservoir, make_stream
+from textrec.train.incremental import AdapterRegistry, save_version
+from textrec.train.loop import LoopConfig, Validation, WindowExamples, fit, make_accelerator, trainable_state
+from textrec.train.objectives import TrainingObjective
 
 logger = logging.getLogger(__name__)
 STRATEGIES = ("frozen", "finetune", "replay", "full_retrain", "continue_all", "window")

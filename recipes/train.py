@@ -5,7 +5,7 @@
     accelerate launch recipes/train.py --config recipes/configs/ml100k_minilm.yaml training.epochs=3
 
 Any config field can be overridden as `section.field=value` (or `--section.field value`). The run trains through the
-library's one loop (`textrec.engine.fit`) and writes `<output_dir>/model` (adapters + heads + config + model card,
+library's one loop (`textrec.train.loop.fit`) and writes `<output_dir>/model` (adapters + heads + config + model card,
 no frozen base weights), `metrics.json`, `curves.png`, and checkpoints under `<output_dir>/checkpoints`. Restarted,
 it resumes from the latest checkpoint (`training.resume`); re-running a finished run reports its results again.
 `training.batch_size` is per process: `training.global_batch_size` keeps the global batch on any number of processes.
@@ -24,11 +24,28 @@ import torch
 from accelerate.logging import get_logger
 from accelerate.utils import set_seed
 
-from textrec.build import build_model, history_text, item_template, item_tokens
-from textrec.coldstart import cold_start_markdown, cold_start_report, hold_out_items, slice_of_events, without_items
 from textrec.config import DataConfig, ModelConfig, config_help, config_to_dict, load_config
 from textrec.data import load_data
-from textrec.engine import (
+from textrec.data.features import all_targets
+from textrec.data.splits import leave_one_out
+from textrec.evaluate.ranking import (
+    cached_text_vectors,
+    compute_item_vectors,
+    evaluate,
+    evaluate_scores,
+    popularity_scores,
+)
+from textrec.files import atomic_write_text
+from textrec.model.build import build_model, history_text, item_template, item_tokens
+from textrec.model.hub import framework_versions, push_or_explain, save_pretrained
+from textrec.protocols.coldstart import (
+    cold_start_markdown,
+    cold_start_report,
+    hold_out_items,
+    slice_of_events,
+    without_items,
+)
+from textrec.train.loop import (
     LoopConfig,
     TextUserExamples,
     Validation,
@@ -37,19 +54,14 @@ from textrec.engine import (
     make_accelerator,
     per_process_batch,
 )
-from textrec.evaluation import cached_text_vectors, compute_item_vectors, evaluate, evaluate_scores, popularity_scores
-from textrec.features import all_targets
-from textrec.files import atomic_write_text
-from textrec.hub import framework_versions, push_or_explain, save_pretrained
-from textrec.objectives import TrainingObjective
-from textrec.splits import leave_one_out
+from textrec.train.objectives import TrainingObjective
 
 logger = get_logger(__name__)
 
 
 @dataclass
 class TrainingConfig(LoopConfig):
-    """The `training` section: the loop's options (`textrec.engine.LoopConfig`), the output folder and the loss."""
+    """The `training` section: the loop's options (`textrec.train.loop.LoopConfig`), the output folder and the loss."""
 
     output_dir: str = field(default="outputs/train", metadata={"help": "where the model, metrics and checkpoints go"})
     loss: str = field(default="softmax", metadata={"help": "softmax (in-batch, logQ) | bce | mse (ratings)"})

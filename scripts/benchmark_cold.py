@@ -38,8 +38,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from textrec.evaluate.metrics import ndcg_per_event, paired_bootstrap  # noqa: E402
 from textrec.files import atomic_write_text  # noqa: E402
-from textrec.metrics import ndcg_per_event, paired_bootstrap  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "scripts"))
 from benchmark_movielens import launch  # noqa: E402

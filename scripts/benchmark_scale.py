@@ -9,10 +9,10 @@ history lengths; a fixed catalogue of `--items` items with Zipf-like popularity;
 users; ratings 1-5). Each size is then measured in a fresh process (so peak memory is that size's own):
 
   * read + validate: `textrec.data.load_recbole` (pyarrow reading, column-wise validation, Arrow-backed Dataset);
-  * arrays: `RecData.arrays` (integer codes); leave_one_out: `textrec.splits.leave_one_out` (E1);
+  * arrays: `RecData.arrays` (integer codes); leave_one_out: `textrec.data.splits.leave_one_out` (E1);
   * windows: `WindowExamples(all_targets(split.train), max_history)`;
   * epoch: the ID-only model of recipes/configs/ml1m_idonly.yaml (sequence tower over histories of up to 200; the
-    softmax the loop's `training.full_softmax_items` gives, recorded) trained by `textrec.engine.fit` for
+    softmax the loop's `training.full_softmax_items` gives, recorded) trained by `textrec.train.loop.fit` for
     `--epoch-steps` steps of 64 windows (0 = a whole epoch); the epoch time is the measured time per step x steps
     per epoch (stated as measured or extrapolated).
 
@@ -101,14 +101,14 @@ def measure(folder: Path, epoch_steps: int, threads: int | None, full_softmax_it
         torch.set_num_threads(threads)
     import yaml
 
-    from textrec.build import build_model
     from textrec.config import ModelConfig
     from textrec.data import load_recbole
-    from textrec.engine import LoopConfig, WindowExamples, fit, make_accelerator
-    from textrec.evaluation import popularity_scores
-    from textrec.features import all_targets, epoch_batches
-    from textrec.objectives import TrainingObjective
-    from textrec.splits import leave_one_out
+    from textrec.data.features import all_targets, epoch_batches
+    from textrec.data.splits import leave_one_out
+    from textrec.evaluate.ranking import popularity_scores
+    from textrec.model.build import build_model
+    from textrec.train.loop import LoopConfig, WindowExamples, fit, make_accelerator
+    from textrec.train.objectives import TrainingObjective
 
     out: dict = {"peak_mb": {"start": peak_mb()}}
     started = time.perf_counter()
@@ -205,7 +205,7 @@ def write_report(results: list[dict], real: list[dict], info: dict, out: Path) -
         "",
         "Data path: `load_recbole` (read + validate), `RecData.arrays`, `leave_one_out` (E1), "
         "`WindowExamples(all_targets(...), 200)`. Epoch: " + results[0]["epoch"]["model"] + ", "
-        "`textrec.engine.fit`, batches of 64 windows. Peak memory: peak resident set size of the process.",
+        "`textrec.train.loop.fit`, batches of 64 windows. Peak memory: peak resident set size of the process.",
         "",
         "| rows | users | items | file MB | read+validate s | arrays s | leave_one_out s | windows s | "
         "load+split s | peak MB (data) | epoch steps | s/step | examples/s | epoch s | peak MB (epoch) |",

@@ -29,8 +29,8 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from textrec.model import TwoTowerModel  # noqa: E402
-from textrec.objectives import TrainingObjective  # noqa: E402
+from textrec.model.towers import TwoTowerModel  # noqa: E402
+from textrec.train.objectives import TrainingObjective  # noqa: E402
 
 NUM_ITEMS, DIM = 3706, 64
 

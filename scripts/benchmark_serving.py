@@ -41,7 +41,7 @@ def timed(fn, repeat: int) -> list[float]:
 
 
 def bench_recommender(model_dir: Path, items: Path, label: str, results: dict, users: list[list[str]]):
-    from textrec.recommender import Recommender
+    from textrec.serve.recommender import Recommender
 
     with tempfile.TemporaryDirectory() as cache:
         start = time.perf_counter()
@@ -81,7 +81,7 @@ def bench_recommender(model_dir: Path, items: Path, label: str, results: dict, u
 
 def bench_large_catalogue(rec, results: dict, users: list[list[str]], n_items: int = 100_000):
     """Scoring + top-10 for an already-encoded user over a 100k-item cached index, exact and FAISS."""
-    from textrec.recommender import build_faiss_index
+    from textrec.serve.recommender import build_faiss_index
 
     gen = torch.Generator().manual_seed(0)
     dim = rec.item_vectors.shape[1]
@@ -130,8 +130,8 @@ def bench_http(
     import httpx
     import uvicorn
 
-    from textrec.recommender import Recommender
-    from textrec.serving import create_app
+    from textrec.serve.app import create_app
+    from textrec.serve.recommender import Recommender
 
     rec = Recommender.from_pretrained(model_dir, items, show_progress=False)
     with socket.socket() as s:
@@ -239,7 +239,7 @@ def main():
     torch.manual_seed(0)
     np.random.seed(0)
     data = load_recbole(Path(args.items).parent)
-    from textrec.splits import user_sequences
+    from textrec.data.splits import user_sequences
 
     arrays = data.arrays
     users = [[data.item_ids[i] for i in arrays.items[rows][-20:]] for rows in user_sequences(data)]

@@ -27,15 +27,15 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from textrec.build import build_model, item_template, item_tokens  # noqa: E402
 from textrec.config import DataConfig, ModelConfig  # noqa: E402
 from textrec.data import load_data  # noqa: E402
-from textrec.encoders import load_encoder_and_tokenizer, pool  # noqa: E402
-from textrec.engine import WindowExamples  # noqa: E402
-from textrec.evaluation import compute_text_vectors  # noqa: E402
-from textrec.features import all_targets  # noqa: E402
-from textrec.objectives import TextVectorCache, TrainingObjective  # noqa: E402
-from textrec.splits import leave_one_out  # noqa: E402
+from textrec.data.features import all_targets  # noqa: E402
+from textrec.data.splits import leave_one_out  # noqa: E402
+from textrec.evaluate.ranking import compute_text_vectors  # noqa: E402
+from textrec.model.build import build_model, item_template, item_tokens  # noqa: E402
+from textrec.model.encoders import load_encoder_and_tokenizer, pool  # noqa: E402
+from textrec.train.loop import WindowExamples  # noqa: E402
+from textrec.train.objectives import TextVectorCache, TrainingObjective  # noqa: E402
 
 
 def timed(fn, steps: int, warmup: int = 2) -> float:

@@ -28,8 +28,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from textrec.reports import transfer_markdown, transfer_plot  # noqa: E402
-from textrec.transfer import paired_interval, summarise  # noqa: E402
+from textrec.protocols.reports import transfer_markdown, transfer_plot  # noqa: E402
+from textrec.protocols.transfer import paired_interval, summarise  # noqa: E402
 
 CONFIGS = {"ml-100k": "transfer_ml100k_minilm.yaml", "ml-1m": "transfer_ml1m_minilm.yaml"}
 # (a, b, what the issue asks of a against b)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 from textrec.config import config_markdown
-from textrec.launch import recipe_sections
+from textrec.serve.launch import recipe_sections
 
 RECIPES = ("train", "incremental_lora", "domain_transfer", "adversarial_fgsm")
 

@@ -27,20 +27,20 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from textrec.build import item_template, item_tokens  # noqa: E402
-from textrec.coldstart import slices, without_items  # noqa: E402
 from textrec.config import DataConfig, ModelConfig  # noqa: E402
 from textrec.data import load_data  # noqa: E402
-from textrec.evaluation import (  # noqa: E402
+from textrec.data.splits import leave_one_out  # noqa: E402
+from textrec.evaluate.metrics import metrics_from_ranks, target_ranks  # noqa: E402
+from textrec.evaluate.ranking import (  # noqa: E402
     compute_item_vectors,
     compute_text_vectors,
     encode_histories,
     popularity_scores,
 )
 from textrec.files import atomic_write_text  # noqa: E402
-from textrec.hub import load_pretrained  # noqa: E402
-from textrec.metrics import metrics_from_ranks, target_ranks  # noqa: E402
-from textrec.splits import leave_one_out  # noqa: E402
+from textrec.model.build import item_template, item_tokens  # noqa: E402
+from textrec.model.hub import load_pretrained  # noqa: E402
+from textrec.protocols.coldstart import slices, without_items  # noqa: E402
 
 BETAS = (0.0, 0.25, 0.5, 1.0, 1.5)
 

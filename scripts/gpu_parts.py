@@ -151,12 +151,12 @@ def lora_step(encoder, ids, mask, device, steps: int) -> dict:
 
 def catalogue_tokens(args):
     """MiniLM's tokens of the ML-1M item texts (synthetic items with --tiny), padded to 32 tokens at most."""
-    from textrec.build import item_template
     from textrec.config import DataConfig
     from textrec.data import load_data
-    from textrec.encoders import load_encoder_and_tokenizer
-    from textrec.features import ItemTokens
-    from textrec.text import tokenize_texts
+    from textrec.data.features import ItemTokens
+    from textrec.data.text import tokenize_texts
+    from textrec.model.build import item_template
+    from textrec.model.encoders import load_encoder_and_tokenizer
 
     if args.tiny:
         cfg = DataConfig(format="synthetic", synthetic_users=80, synthetic_items=50)
@@ -171,7 +171,7 @@ def catalogue_tokens(args):
 def part_throughput(args) -> dict:
     from transformers import LlamaConfig, LlamaModel
 
-    from textrec.encoders import TextEncoder, apply_train_mode
+    from textrec.model.encoders import TextEncoder, apply_train_mode
 
     device = torch.device(args.device)
     minilm, tokens = catalogue_tokens(args)

@@ -37,7 +37,7 @@ def free_port() -> int:
 
 
 def start_server(args, port: int, cache_dir: Path, log: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "textrec.cli", "serve", "--model", args.model, "--items", args.items]
+    cmd = [sys.executable, "-m", "textrec.serve.cli", "serve", "--model", args.model, "--items", args.items]
     cmd += ["--cache-dir", str(cache_dir), "--items-log", str(log), "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--api-key", KEY]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -152,8 +152,8 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="textrec-load-"))
     cache_dir, log, port = work / "cache", work / "added_items.jsonl", free_port()
     base = f"http://127.0.0.1:{port}"
-    from textrec.hub import read_config
-    from textrec.text import ItemTemplate
+    from textrec.data.text import ItemTemplate
+    from textrec.model.hub import read_config
 
     fields = ItemTemplate(read_config(args.model)["item_template"]).fields
     ids = catalogue_ids(args.items)

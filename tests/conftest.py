@@ -10,7 +10,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from textrec.synthetic import FILLER_WORDS, TOPIC_WORDS  # noqa: E402
+from textrec.data.synthetic import FILLER_WORDS, TOPIC_WORDS  # noqa: E402
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "</s>"]
 
@@ -122,15 +122,15 @@ def trained_model_dir(tmp_path_factory, _tiny_bert):
     """A tiny text model trained on planted synthetic data and saved as a textrec folder, with its catalogue."""
     import torch
 
-    from textrec.build import build_model, item_tokens
     from textrec.config import ModelConfig
-    from textrec.engine import LoopConfig, WindowExamples, fit, make_accelerator
-    from textrec.features import all_targets
-    from textrec.hub import save_pretrained
-    from textrec.objectives import TrainingObjective
-    from textrec.splits import leave_one_out
-    from textrec.synthetic import make_synthetic
-    from textrec.text import ItemTemplate
+    from textrec.data.features import all_targets
+    from textrec.data.splits import leave_one_out
+    from textrec.data.synthetic import make_synthetic
+    from textrec.data.text import ItemTemplate
+    from textrec.model.build import build_model, item_tokens
+    from textrec.model.hub import save_pretrained
+    from textrec.train.loop import LoopConfig, WindowExamples, fit, make_accelerator
+    from textrec.train.objectives import TrainingObjective
 
     base, tok = copy.deepcopy(_tiny_bert[0]), _tiny_bert[1]
     data = make_synthetic(num_users=200, num_items=120, seed=1)

@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from textrec.adversarial import (
+from textrec.config import ModelConfig
+from textrec.data.splits import EvalEvent
+from textrec.model.build import build_model, item_tokens
+from textrec.protocols.adversarial import (
     AdversarialObjective,
     TokenTable,
     attack_delta,
@@ -17,10 +20,7 @@ from textrec.adversarial import (
     catalogue_loss,
     relative_perturbation,
 )
-from textrec.build import build_model, item_tokens
-from textrec.config import ModelConfig
-from textrec.objectives import TextVectorCache, TrainingObjective
-from textrec.splits import EvalEvent
+from textrec.train.objectives import TextVectorCache, TrainingObjective
 
 ROOT = Path(__file__).resolve().parents[1]
 

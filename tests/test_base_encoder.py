@@ -9,11 +9,11 @@ import shutil
 import pytest
 import torch
 
-from textrec import encoders
-from textrec.build import build_model
+from textrec.model import encoders
 from textrec.config import ModelConfig
-from textrec.encoders import EncoderSource, resolve_encoder, source_revision
-from textrec.hub import base_weights_hash, load_pretrained, save_pretrained
+from textrec.model.build import build_model
+from textrec.model.encoders import EncoderSource, resolve_encoder, source_revision
+from textrec.model.hub import base_weights_hash, load_pretrained, save_pretrained
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 SMOLLM2 = "HuggingFaceTB/SmolLM2-135M-Instruct"

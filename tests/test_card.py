@@ -9,10 +9,10 @@ import pytest
 import torch
 from huggingface_hub import ModelCard
 
-from textrec.build import build_model
-from textrec.card import is_generated_card, model_card
 from textrec.config import ModelConfig
-from textrec.hub import push_to_hub, save_pretrained
+from textrec.model.build import build_model
+from textrec.model.card import is_generated_card, model_card
+from textrec.model.hub import push_to_hub, save_pretrained
 
 METRICS = {"test_ndcg@10": 0.0927, "test_recall@10": 0.1813, "test_mrr@20": 0.05, "test_n_events": 943}
 EXTRA = {"dataset": "ml-100k", "protocol": "E1 leave-one-out, history masked"}

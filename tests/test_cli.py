@@ -14,7 +14,7 @@ import pytest
 import torch
 from helpers import run_command
 
-from textrec.recommender import Recommender
+from textrec.serve.recommender import Recommender
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ("adversarial_fgsm", "domain_transfer", "incremental_lora", "train")
@@ -84,7 +84,7 @@ def _jsonl(path, records):
 
 
 def test_recommend_jsonl_batch(cli_model, tmp_path, capsys):
-    from textrec import cli
+    from textrec.serve import cli
 
     model_dir, items_path, data, common = cli_model
     requests = [
@@ -138,7 +138,7 @@ def test_recommend_jsonl_batch(cli_model, tmp_path, capsys):
     ],
 )
 def test_recommend_jsonl_bad_line_is_one_line_error(cli_model, tmp_path, capsys, line, message):
-    from textrec import cli
+    from textrec.serve import cli
 
     source = tmp_path / "in.jsonl"
     source.write_text('{"history": ["i0"]}\n\n' + line + "\n")
@@ -150,7 +150,7 @@ def test_recommend_jsonl_bad_line_is_one_line_error(cli_model, tmp_path, capsys,
 
 
 def test_recommend_output_goes_with_input(cli_model, tmp_path, capsys):
-    from textrec import cli
+    from textrec.serve import cli
 
     assert cli.main(["recommend", *cli_model[3], "--history", "i0", "--output", str(tmp_path / "x.jsonl")]) == 2
     assert "--input and --output go together" in capsys.readouterr().err
@@ -158,12 +158,12 @@ def test_recommend_output_goes_with_input(cli_model, tmp_path, capsys):
 
 # ----- textrec export -----
 def test_export_calls_export_sentence_transformers(monkeypatch, tmp_path, capsys):
-    from textrec import cli
+    from textrec.serve import cli
 
     calls = []
-    fake = types.ModuleType("textrec.export")
+    fake = types.ModuleType("textrec.serve.export")
     fake.export_sentence_transformers = lambda *a, **kw: calls.append((a, kw)) or Path(a[1])
-    monkeypatch.setitem(sys.modules, "textrec.export", fake)
+    monkeypatch.setitem(sys.modules, "textrec.serve.export", fake)
     out = tmp_path / "st"
     args = ["export", "--format", "sentence-transformers", "--model", "you/model", "--revision", "v1"]
     assert cli.main([*args, "--output", str(out)]) == 0
@@ -176,7 +176,7 @@ def test_export_calls_export_sentence_transformers(monkeypatch, tmp_path, capsys
 
 # ----- textrec configs / textrec run -----
 def test_configs_lists_every_recipe_and_config(capsys):
-    from textrec import cli
+    from textrec.serve import cli
 
     assert cli.main(["configs"]) == 0
     out = capsys.readouterr().out
@@ -196,7 +196,7 @@ def _recipe_of(config: Path) -> str:
 
 
 def test_configs_cp(tmp_path, capsys):
-    from textrec import cli
+    from textrec.serve import cli
 
     assert cli.main(["configs", "cp", "synthetic_tiny", f"{tmp_path}/mine/"]) == 0
     copied = tmp_path / "mine" / "synthetic_tiny.yaml"
@@ -210,7 +210,7 @@ def test_configs_cp(tmp_path, capsys):
 
 
 def test_run_resolves_recipe_config_and_launcher(monkeypatch, tmp_path, capsys):
-    from textrec import cli, launch
+    from textrec.serve import cli, launch
 
     ran, launched = [], []
     monkeypatch.setattr(launch, "run_in_process", lambda recipe, args: ran.append((Path(recipe), list(args))))
@@ -238,7 +238,7 @@ def test_run_resolves_recipe_config_and_launcher(monkeypatch, tmp_path, capsys):
 
 
 def test_run_recipe_help_lists_every_field(capsys):
-    from textrec import cli
+    from textrec.serve import cli
 
     with pytest.raises(SystemExit) as err:
         cli.main(["run", "train", "--help"])
@@ -253,7 +253,7 @@ def test_run_recipe_help_lists_every_field(capsys):
 
 def test_run_train_in_process(tmp_path, capsys):
     """A whole tiny run (ID-only, synthetic data) of the shipped train recipe and config, in this process."""
-    from textrec import cli
+    from textrec.serve import cli
 
     out = tmp_path / "run"
     args = ["run", "train", "--config", "synthetic_tiny", f"training.output_dir={out}", "training.epochs=1"]
@@ -289,13 +289,13 @@ def test_wheel_ships_recipes_and_configs(tmp_path):
     installed = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(installed)
     env = {**os.environ, "PYTHONPATH": str(installed)}
-    proc = run_command([sys.executable, "-m", "textrec.cli", "configs"], cwd=tmp_path, env=env, timeout=300)
+    proc = run_command([sys.executable, "-m", "textrec.serve.cli", "configs"], cwd=tmp_path, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"from {installed / 'textrec' / 'recipes'}" in proc.stdout and "synthetic_tiny" in proc.stdout
 
 
 def test_recommend_jsonl_with_bom_reads_and_bad_utf8_names_the_line(cli_model, tmp_path, capsys):
-    from textrec import cli
+    from textrec.serve import cli
 
     source = tmp_path / "in.jsonl"
     source.write_bytes(b'\xef\xbb\xbf{"history": ["i0"]}\n{"history": ["i1"]}\n')

@@ -5,17 +5,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from textrec.build import build_model, item_tokens
-from textrec.coldstart import cold_start_report, hold_out_items, slice_of_events, slices, without_items
 from textrec.config import ModelConfig
-from textrec.engine import LoopConfig, WindowExamples, fit, make_accelerator
-from textrec.evaluation import compute_item_vectors, compute_text_vectors, popularity_scores
-from textrec.features import all_targets
-from textrec.model import TwoTowerModel
-from textrec.objectives import TrainingObjective
-from textrec.splits import leave_one_out
-from textrec.synthetic import make_synthetic
-from textrec.text import ItemTemplate
+from textrec.data.features import all_targets
+from textrec.data.splits import leave_one_out
+from textrec.data.synthetic import make_synthetic
+from textrec.data.text import ItemTemplate
+from textrec.evaluate.ranking import compute_item_vectors, compute_text_vectors, popularity_scores
+from textrec.model.build import build_model, item_tokens
+from textrec.model.towers import TwoTowerModel
+from textrec.protocols.coldstart import cold_start_report, hold_out_items, slice_of_events, slices, without_items
+from textrec.train.loop import LoopConfig, WindowExamples, fit, make_accelerator
+from textrec.train.objectives import TrainingObjective
 
 
 def test_hold_out_items_is_seeded_and_sized():
@@ -94,7 +94,7 @@ def test_id_dropout_drops_the_same_items_in_history_and_candidates(tiny_bert):
     model, tok = build_model(cfg, data.num_items, base, tok)
     tokens = item_tokens(ItemTemplate("{title}").render_all(data.items), tok, cfg, model)
     objective = TrainingObjective(model, tokens, torch.ones(data.num_items), full_softmax_items=1000)
-    from textrec.objectives import TextVectorCache
+    from textrec.train.objectives import TextVectorCache
 
     cache = TextVectorCache()
     cache.refresh(compute_text_vectors(model, tokens, desc=None), 0)
@@ -178,7 +178,7 @@ def test_train_recipe_reports_e1_cold(tmp_path, tiny_bert_dir):
 
 
 def test_text_loss_adds_a_weighted_text_only_term(tiny_bert):
-    from textrec.objectives import TextVectorCache
+    from textrec.train.objectives import TextVectorCache
 
     base, tok = tiny_bert
     data = make_synthetic(num_users=30, num_items=40, seed=0)

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from textrec.config import DataConfig, ModelConfig, load_config, parse_overrides
-from textrec.launch import recipe_sections
+from textrec.serve.launch import recipe_sections
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "recipes" / "configs").glob("*.yaml"))
@@ -64,7 +64,7 @@ def _yaml(tmp_path, text):
 
 
 def test_values_are_read_as_their_field_types(tmp_path):
-    from textrec.engine import LoopConfig
+    from textrec.train.loop import LoopConfig
 
     path = _yaml(tmp_path, "training:\n  lr: 1e-3\n  encoder_lr: 2.5e-4\n")  # YAML 1.1 reads these as text
     cfg = load_config({"training": LoopConfig}, path, ["training.weight_decay=1e-2"])["training"]
@@ -96,7 +96,7 @@ def test_bad_config_files_and_overrides_name_the_place(tmp_path, text, overrides
 
 @pytest.mark.parametrize("value", ["-0.1", ".nan", ".inf"])
 def test_training_rejects_negative_or_non_finite_learning_rates(value):
-    from textrec.engine import LoopConfig
+    from textrec.train.loop import LoopConfig
 
     with pytest.raises(ValueError, match="training.lr: must be a finite number >= 0"):
         load_config({"training": LoopConfig}, None, [f"training.lr={value}"])

@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from textrec.data import DataError, load_grouplens_100k, load_recbole, load_tabular
-from textrec.text import ItemTemplate, default_template
+from textrec.data.text import ItemTemplate, default_template
 
 INTER_HEADER = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
 ITEM_HEADER = "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n"
@@ -257,7 +257,7 @@ def _recbole_text(tmp_path, inter_text: str):
 )
 def test_tab_separated_files_read_by_arrow_equal_the_row_reader(tmp_path, body):
     """The pyarrow reader and the csv-module reader give the same RecData (ids stripped, Python's float rules)."""
-    from textrec import data as data_module
+    from textrec.data import readers as data_module
 
     folder = _recbole_text(tmp_path, body)
     fast = load_recbole(folder)
@@ -298,7 +298,7 @@ def test_tab_separated_bad_utf8_is_named(tmp_path):
 
 
 def test_synthetic_data_refuses_histories_longer_than_the_catalogue():
-    from textrec.synthetic import make_synthetic
+    from textrec.data.synthetic import make_synthetic
 
     with pytest.raises(ValueError, match="exceeds num_items"):
         make_synthetic(num_users=3, num_items=10)

@@ -9,15 +9,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import textrec.engine as engine
-from textrec.build import build_model, item_tokens
+import textrec.train.loop as engine
 from textrec.config import ModelConfig
-from textrec.engine import LoopConfig, Validation, WindowExamples, fit, make_accelerator, trainable_state
-from textrec.features import all_targets, epoch_batches
-from textrec.objectives import TrainingObjective
-from textrec.splits import leave_one_out
-from textrec.synthetic import make_synthetic
-from textrec.text import ItemTemplate
+from textrec.data.features import all_targets, epoch_batches
+from textrec.data.splits import leave_one_out
+from textrec.data.synthetic import make_synthetic
+from textrec.data.text import ItemTemplate
+from textrec.model.build import build_model, item_tokens
+from textrec.train.loop import LoopConfig, Validation, WindowExamples, fit, make_accelerator, trainable_state
+from textrec.train.objectives import TrainingObjective
 
 DATA = make_synthetic(num_users=80, num_items=40, seed=4)
 SPLIT = leave_one_out(DATA)

@@ -6,11 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from textrec.build import build_model, item_tokens
 from textrec.config import ModelConfig
-from textrec.evaluation import compute_item_vectors, compute_text_vectors
-from textrec.export import export_sentence_transformers
-from textrec.hub import load_pretrained, save_pretrained
+from textrec.evaluate.ranking import compute_item_vectors, compute_text_vectors
+from textrec.model.build import build_model, item_tokens
+from textrec.model.hub import load_pretrained, save_pretrained
+from textrec.serve.export import export_sentence_transformers
 
 pytest.importorskip("sentence_transformers")
 
@@ -69,7 +69,7 @@ def test_id_embedding_model_exports_its_text_part_and_says_so(tmp_path, tiny_ber
     from sentence_transformers import SentenceTransformer
 
     folder = _saved_model(tmp_path / "m", tiny_bert_dir, id_embedding=True)
-    with caplog.at_level(logging.WARNING, logger="textrec.export"):
+    with caplog.at_level(logging.WARNING, logger="textrec.serve.export"):
         out = export_sentence_transformers(folder, tmp_path / "st")
     assert "text part only" in caplog.text
     assert "Text part only" in (out / "README.md").read_text()

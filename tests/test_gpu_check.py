@@ -9,16 +9,16 @@ import pytest
 import torch
 from torch import nn
 
-from textrec.build import build_model, item_tokens
 from textrec.config import ModelConfig
-from textrec.engine import LoopConfig, WindowExamples, fit, make_accelerator
-from textrec.evaluation import compute_text_vectors
-from textrec.features import all_targets
-from textrec.objectives import TextVectorCache, TrainingObjective
-from textrec.placement import ForwardDeviceProbe, misplaced_tensors, on_device
-from textrec.splits import leave_one_out
-from textrec.synthetic import make_synthetic
-from textrec.text import ItemTemplate
+from textrec.data.features import all_targets
+from textrec.data.splits import leave_one_out
+from textrec.data.synthetic import make_synthetic
+from textrec.data.text import ItemTemplate
+from textrec.evaluate.ranking import compute_text_vectors
+from textrec.model.build import build_model, item_tokens
+from textrec.train.loop import LoopConfig, WindowExamples, fit, make_accelerator
+from textrec.train.objectives import TextVectorCache, TrainingObjective
+from textrec.train.placement import ForwardDeviceProbe, misplaced_tensors, on_device
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,10 +79,8 @@ def _text_objective(tiny_bert, live: bool):
 def test_the_live_catalogue_step_equals_the_cached_one_at_its_first_step_and_trains_through_history(tiny_bert):
     import copy
 
-    (objective, data, tokens), (cached, _, _) = (
-        _text_objective(tiny_bert, True),
-        _text_objective(copy.deepcopy(tiny_bert), False),
-    )
+    cached, _, _ = _text_objective(copy.deepcopy(tiny_bert), False)
+    objective, data, tokens = _text_objective(tiny_bert, True)
     cached.model.load_state_dict(objective.model.state_dict())
     split = leave_one_out(data)
     batch = WindowExamples(all_targets(split.train), 10).batch(range(16), 0, "cpu")

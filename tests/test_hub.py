@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from textrec.build import build_model, item_tokens
 from textrec.config import ModelConfig
-from textrec.evaluation import compute_item_vectors, compute_text_vectors, encode_histories
-from textrec.hub import load_pretrained, save_pretrained
+from textrec.evaluate.ranking import compute_item_vectors, compute_text_vectors, encode_histories
+from textrec.model.build import build_model, item_tokens
+from textrec.model.hub import load_pretrained, save_pretrained
 
 TEXTS = [f"{w} item{i}" for i, w in enumerate(["alpha", "bravo", "charlie", "delta"] * 5)]
 
@@ -159,7 +159,7 @@ def test_bad_config_json_names_the_file_and_field(saved, _tiny_bert, edit, messa
 def test_model_card_round_trips_through_huggingface_hub_model_card(tmp_path, tiny_bert):
     from huggingface_hub import ModelCard
 
-    from textrec.card import is_generated_card
+    from textrec.model.card import is_generated_card
 
     base, tok = tiny_bert
     model, tok, cfg = _trained_model(base, tok)
@@ -177,7 +177,7 @@ def test_model_card_round_trips_through_huggingface_hub_model_card(tmp_path, tin
 
 
 def test_short_encoder_names_map_to_their_hub_ids():
-    from textrec.encoders import hub_id
+    from textrec.model.encoders import hub_id
 
     assert hub_id("minilm") == "sentence-transformers/all-MiniLM-L6-v2"
     assert hub_id("smollm2-135m") == "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -197,7 +197,7 @@ def _prefill_hub_cache(cache, repo_id, folder, commit, ref="main"):
 def test_load_by_repo_id_from_the_hub_cache_offline_with_revisions(tmp_path, tiny_bert, _tiny_bert, monkeypatch):
     import huggingface_hub.constants as hub_constants
 
-    from textrec.hub import model_folder
+    from textrec.model.hub import model_folder
 
     base, tok = tiny_bert
     model, tok, cfg = _trained_model(base, tok)
@@ -249,7 +249,7 @@ class LocalHub:
 def test_push_then_load_by_repo_id_gives_identical_scores(tmp_path, tiny_bert, _tiny_bert, monkeypatch):
     import huggingface_hub.constants as hub_constants
 
-    from textrec.hub import push_to_hub
+    from textrec.model.hub import push_to_hub
 
     base, tok = tiny_bert
     model, tok, cfg = _trained_model(base, tok)

@@ -12,15 +12,15 @@ import torch
 from helpers import LAUNCH_TWO_PROCESSES, run_command
 from safetensors.torch import load_file
 
-from textrec.build import build_model
 from textrec.config import DataConfig, ModelConfig
 from textrec.data import load_data
-from textrec.engine import LoopConfig
-from textrec.evaluation import compute_item_vectors, compute_text_vectors, evaluate
-from textrec.hub import load_pretrained
-from textrec.incremental import AdapterRegistry, save_version, update_adapter
-from textrec.stream import Reservoir, continual_metrics, make_stream
-from textrec.synthetic import make_synthetic
+from textrec.data.synthetic import make_synthetic
+from textrec.evaluate.ranking import compute_item_vectors, compute_text_vectors, evaluate
+from textrec.model.build import build_model
+from textrec.model.hub import load_pretrained
+from textrec.protocols.stream import Reservoir, continual_metrics, make_stream
+from textrec.train.incremental import AdapterRegistry, save_version, update_adapter
+from textrec.train.loop import LoopConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -140,7 +140,7 @@ def test_killed_update_resumes_to_the_same_adapter(base_registry, _tiny_bert, tm
     settings = LoopConfig(epochs=3, batch_size=16, seed=0, cache_refresh_steps=2, checkpoint_every=0)
     unbroken = update_adapter(registry, slices[1], config=settings, base=copy.deepcopy(_tiny_bert[0]))
 
-    import textrec.engine as engine
+    import textrec.train.loop as engine
 
     real = engine.epoch_batches
 
@@ -211,8 +211,8 @@ def test_versions_chain_and_reload_to_identical_scores(drift_report, tiny_bert_d
     inc = report["config"]["incremental"]
     stream = make_stream(data, inc["base_fraction"], inc["num_slices"], inc["test_fraction"], inc["seed"])
     model, tok, config = load_pretrained(registry.path("slice_002"))
-    from textrec.build import item_tokens
-    from textrec.text import ItemTemplate
+    from textrec.data.text import ItemTemplate
+    from textrec.model.build import item_tokens
 
     cfg = ModelConfig(**config["model"])
     tokens = item_tokens(ItemTemplate(config["item_template"]).render_all(data.items), tok, cfg, model)

@@ -2,15 +2,21 @@
 
 import torch
 
-from textrec.build import build_model, item_tokens
 from textrec.config import ModelConfig
-from textrec.engine import LoopConfig, WindowExamples, fit, make_accelerator
-from textrec.evaluation import compute_item_vectors, compute_text_vectors, evaluate, evaluate_scores, popularity_scores
-from textrec.features import all_targets
-from textrec.objectives import TrainingObjective
-from textrec.splits import leave_one_out
-from textrec.synthetic import make_synthetic
-from textrec.text import ItemTemplate
+from textrec.data.features import all_targets
+from textrec.data.splits import leave_one_out
+from textrec.data.synthetic import make_synthetic
+from textrec.data.text import ItemTemplate
+from textrec.evaluate.ranking import (
+    compute_item_vectors,
+    compute_text_vectors,
+    evaluate,
+    evaluate_scores,
+    popularity_scores,
+)
+from textrec.model.build import build_model, item_tokens
+from textrec.train.loop import LoopConfig, WindowExamples, fit, make_accelerator
+from textrec.train.objectives import TrainingObjective
 
 
 def _valid_ndcg(model, tokens, split):

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from textrec.metrics import metrics_from_ranks, rating_errors, target_ranks
+from textrec.evaluate.metrics import metrics_from_ranks, rating_errors, target_ranks
 
 
 def test_ranks_hand_computed():
@@ -37,8 +37,8 @@ def test_rating_errors():
 
 
 def test_content_similarity_baseline_hand_computed():
-    from textrec.evaluation import evaluate_content_similarity
-    from textrec.splits import EvalEvent
+    from textrec.data.splits import EvalEvent
+    from textrec.evaluate.ranking import evaluate_content_similarity
 
     # items 0,1 point east, 2 north-east, 3 north; a user who saw item 0 is closest to 1, then 2, then 3
     vectors = torch.tensor([[1.0, 0.0], [2.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
@@ -53,7 +53,7 @@ def test_content_similarity_baseline_hand_computed():
 
 
 def test_ndcg_per_event_and_paired_bootstrap_hand_computed():
-    from textrec.metrics import ndcg_per_event, paired_bootstrap
+    from textrec.evaluate.metrics import ndcg_per_event, paired_bootstrap
 
     assert ndcg_per_event([0, 1, 9, 10]).tolist() == pytest.approx([1.0, 1 / math.log2(3), 1 / math.log2(11), 0.0])
     a = torch.tensor([1.0, 0.5, 0.0, 0.25])

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from textrec.build import build_model, item_tokens
 from textrec.config import ModelConfig
-from textrec.encoders import apply_train_mode, pool
-from textrec.evaluation import compute_text_vectors
-from textrec.losses import InBatchSoftmaxLoss, log_sampling_probability
-from textrec.model import SequenceTower
-from textrec.objectives import TextVectorCache, TrainingObjective
+from textrec.evaluate.ranking import compute_text_vectors
+from textrec.model.build import build_model, item_tokens
+from textrec.model.encoders import apply_train_mode, pool
+from textrec.model.towers import SequenceTower
+from textrec.train.losses import InBatchSoftmaxLoss, log_sampling_probability
+from textrec.train.objectives import TextVectorCache, TrainingObjective
 
 
 def test_pooling_modes_and_padding_sides():
@@ -100,7 +100,7 @@ def test_distinct_candidates_skip_the_hit_mask_and_equal_plain_cross_entropy():
 
 
 def test_score_folds_temperature_bias_and_offset_into_one_product():
-    from textrec.model import TwoTowerModel
+    from textrec.model.towers import TwoTowerModel
 
     torch.manual_seed(0)
     model = TwoTowerModel(num_items=12, dim=8, id_embedding=True, max_history=5, item_bias=True, temperature=0.07)
@@ -156,7 +156,7 @@ def test_live_encoding_matches_a_fresh_cache(tiny_bert):
 def test_decoder_item_text_ends_with_eos_even_when_truncated():
     from conftest import build_tokenizer
 
-    from textrec.text import tokenize_texts
+    from textrec.data.text import tokenize_texts
 
     tok = build_tokenizer("llama")
     if tok.pad_token is None:
@@ -171,7 +171,7 @@ def test_decoder_item_text_ends_with_eos_even_when_truncated():
 
 
 def test_learned_temperature_trains_is_floored_and_round_trips():
-    from textrec.model import MIN_TEMPERATURE, TwoTowerModel
+    from textrec.model.towers import MIN_TEMPERATURE, TwoTowerModel
 
     torch.manual_seed(0)
     model = TwoTowerModel(num_items=20, dim=8, id_embedding=True, max_history=5, learn_temperature=True)
@@ -191,8 +191,8 @@ def test_learned_temperature_trains_is_floored_and_round_trips():
 
 
 def test_seq_position_std_sets_the_position_init_and_is_checked():
-    from textrec.build import build_model
     from textrec.config import ModelConfig
+    from textrec.model.build import build_model
 
     torch.manual_seed(0)
     default, _ = build_model(ModelConfig(encoder=None, id_embedding=True, max_history=200), 30)

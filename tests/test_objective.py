@@ -8,15 +8,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from textrec.build import build_model, item_tokens
 from textrec.config import ModelConfig
-from textrec.evaluation import compute_item_vectors, compute_text_vectors
-from textrec.hub import save_pretrained
-from textrec.model import TwoTowerModel
-from textrec.objectives import TextVectorCache, TrainingObjective
-from textrec.recommender import Recommender
-from textrec.synthetic import make_synthetic
-from textrec.text import ItemTemplate
+from textrec.data.synthetic import make_synthetic
+from textrec.data.text import ItemTemplate
+from textrec.evaluate.ranking import compute_item_vectors, compute_text_vectors
+from textrec.model.build import build_model, item_tokens
+from textrec.model.hub import save_pretrained
+from textrec.model.towers import TwoTowerModel
+from textrec.serve.recommender import Recommender
+from textrec.train.objectives import TextVectorCache, TrainingObjective
 
 
 def _windows(num_items, rows=6, length=5, seed=0):

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from textrec.config import DataConfig, ModelConfig, load_config
 from textrec.data import DataError, load_tabular
-from textrec.engine import LoopConfig
+from textrec.train.loop import LoopConfig
 
 EXAMPLES = 150  # per property; 4 properties: 600 generated inputs in all
 CELL = st.one_of(
@@ -102,8 +102,8 @@ def client(trained_model_dir, _tiny_bert):
     pytest.importorskip("fastapi")
     from fastapi.testclient import TestClient
 
-    from textrec.recommender import Recommender
-    from textrec.serving import create_app
+    from textrec.serve.app import create_app
+    from textrec.serve.recommender import Recommender
 
     out, items_path, _ = trained_model_dir
     rec = Recommender.from_pretrained(out, items_path, base=copy.deepcopy(_tiny_bert[0]), show_progress=False)

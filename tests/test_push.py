@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from textrec.card import model_card
-from textrec.hub import push_or_explain, push_to_hub
+from textrec.model.card import model_card
+from textrec.model.hub import push_or_explain, push_to_hub
 
 
 class FakeApi:

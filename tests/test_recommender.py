@@ -5,8 +5,8 @@ import copy
 import pytest
 import torch
 
-from textrec.hub import load_pretrained, save_pretrained
-from textrec.recommender import Recommender, UnknownItemsError
+from textrec.model.hub import load_pretrained, save_pretrained
+from textrec.serve.recommender import Recommender, UnknownItemsError
 
 
 @pytest.fixture

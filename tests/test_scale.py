@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from textrec.data import RecData
-from textrec.engine import TextUserExamples, WindowExamples
-from textrec.features import all_targets, collate_windows, pad_histories, pad_token_lists, target_windows
-from textrec.splits import leave_one_out, user_sequences
+from textrec.data.features import all_targets, collate_windows, pad_histories, pad_token_lists, target_windows
+from textrec.data.splits import leave_one_out, user_sequences
+from textrec.train.loop import TextUserExamples, WindowExamples
 
 # ----- the reference implementations (textrec before the vectorised data path) -----
 

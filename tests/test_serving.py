@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from textrec.recommender import Recommender
+from textrec.serve.recommender import Recommender
 
 KEY = {"x-api-key": "secret"}
 
@@ -48,7 +48,7 @@ class _Running:
 @pytest.fixture
 def server(trained_model_dir, _tiny_bert):
     pytest.importorskip("uvicorn")
-    from textrec.serving import create_app
+    from textrec.serve.app import create_app
 
     running = _Running(create_app(_fresh_recommender(trained_model_dir, _tiny_bert), api_key="secret"))
     yield running.base, trained_model_dir[2]
@@ -105,7 +105,7 @@ def test_cli_recommend_and_index(trained_model_dir, tmp_path, tiny_bert_dir):
     config["model"]["encoder"] = config["base_encoder"]["name"] = tiny_bert_dir
     (model_dir / "config.json").write_text(json.dumps(config))
     common = ["--model", str(model_dir), "--items", str(items_path), "--cache-dir", str(tmp_path / "cache")]
-    run = [sys.executable, "-m", "textrec.cli"]
+    run = [sys.executable, "-m", "textrec.serve.cli"]
     proc = subprocess.run(run + ["index", *common], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "item index of 120 items ready" in proc.stdout
@@ -122,7 +122,7 @@ def test_cli_recommend_and_index(trained_model_dir, tmp_path, tiny_bert_dir):
 
 def test_server_limits_and_write_protection(trained_model_dir, _tiny_bert):
     pytest.importorskip("uvicorn")
-    from textrec.serving import ServerLimits, create_app
+    from textrec.serve.app import ServerLimits, create_app
 
     rec = _fresh_recommender(trained_model_dir, _tiny_bert)
     limits = ServerLimits(max_body_bytes=20_000, max_items_per_request=3, max_added_items=4, max_echoed_ids=2)
@@ -158,7 +158,7 @@ def test_server_limits_and_write_protection(trained_model_dir, _tiny_bert):
 
 def test_added_items_survive_a_restart(trained_model_dir, _tiny_bert, tmp_path):
     pytest.importorskip("uvicorn")
-    from textrec.serving import create_app
+    from textrec.serve.app import create_app
 
     log = tmp_path / "added_items.jsonl"
     first = _Running(create_app(_fresh_recommender(trained_model_dir, _tiny_bert), api_key="secret", items_log=log))
@@ -184,7 +184,7 @@ def test_cli_bad_folder_and_missing_extra_are_one_line_errors(
     import json
     import shutil
 
-    from textrec import cli
+    from textrec.serve import cli
 
     out, items_path, _ = trained_model_dir
     broken = tmp_path / "model"

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from textrec.build import build_model, item_tokens
 from textrec.config import ModelConfig
-from textrec.encoders import resolve_encoder
-from textrec.evaluation import compute_text_vectors
+from textrec.evaluate.ranking import compute_text_vectors
+from textrec.model.build import build_model, item_tokens
+from textrec.model.encoders import resolve_encoder
 
 ROOT = Path(__file__).resolve().parents[1]
 ML100K = ROOT / "data" / "ml-100k"
@@ -50,7 +50,7 @@ def test_ml100k_loads_with_expected_shape():
     if not (ML100K / "ml-100k.inter").exists():
         pytest.skip("run python scripts/prepare_movielens.py first")
     from textrec.data import load_recbole
-    from textrec.splits import leave_one_out
+    from textrec.data.splits import leave_one_out
 
     data = load_recbole(ML100K)
     assert len(data.interactions) == 100_000 and data.num_items == 1682

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from textrec.data import RecData
-from textrec.splits import leave_one_out, time_cut, user_sequences
+from textrec.data.splits import leave_one_out, time_cut, user_sequences
 
 
 def _data(rows):

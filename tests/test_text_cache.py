@@ -2,12 +2,12 @@
 
 import torch
 
-from textrec import evaluation
-from textrec.build import build_model, item_tokens
+from textrec.evaluate import ranking as evaluation
 from textrec.config import ModelConfig
-from textrec.evaluation import cached_text_vectors, compute_text_vectors
-from textrec.synthetic import make_synthetic
-from textrec.text import ItemTemplate
+from textrec.data.synthetic import make_synthetic
+from textrec.data.text import ItemTemplate
+from textrec.evaluate.ranking import cached_text_vectors, compute_text_vectors
+from textrec.model.build import build_model, item_tokens
 
 
 def test_text_vectors_are_cached_by_weights_and_tokens(tiny_bert, tmp_path, monkeypatch):

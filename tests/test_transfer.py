@@ -13,12 +13,11 @@ import torch
 
 from textrec.config import DataConfig, ModelConfig
 from textrec.data import load_data
-from textrec.evaluation import evaluate_content_similarity, evaluate_scores
-from textrec.metrics import metrics_from_ranks
-from textrec.recommender import Recommender
-from textrec.reports import transfer_markdown, transfer_plot
-from textrec.splits import leave_one_out
-from textrec.transfer import (
+from textrec.data.splits import leave_one_out
+from textrec.evaluate.metrics import metrics_from_ranks
+from textrec.evaluate.ranking import evaluate_content_similarity, evaluate_scores
+from textrec.protocols.reports import transfer_markdown, transfer_plot
+from textrec.protocols.transfer import (
     content_ranks,
     domain,
     fraction_users,
@@ -28,6 +27,7 @@ from textrec.transfer import (
     split_domains,
     summarise,
 )
+from textrec.serve.recommender import Recommender
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE_TOPICS = ("alpha", "bravo", "charlie")
@@ -83,7 +83,7 @@ def test_fractions_nest_and_slices_split_events(data):
 
 
 def test_retarget_only_text_only_models(tiny_bert):
-    from textrec.build import build_model
+    from textrec.model.build import build_model
 
     base, tok = tiny_bert
     cfg = ModelConfig(encoder="tiny", dim=32, max_history=10, seq_layers=1, user_content=3)

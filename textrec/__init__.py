@@ -13,19 +13,19 @@ if torch.distributed.is_available():
 
 from textrec.config import DataConfig, ModelConfig, load_config
 from textrec.data import DataError, RecData, load_data, load_grouplens_100k, load_recbole, load_tabular
-from textrec.encoders import TextEncoder, resolve_encoder
-from textrec.engine import FitResult, LoopConfig, Validation, fit, make_accelerator
-from textrec.evaluation import evaluate
-from textrec.hub import load_pretrained, push_to_hub, save_pretrained
-from textrec.incremental import AdapterRegistry, update_adapter
-from textrec.losses import InBatchSoftmaxLoss, RatingMSELoss, SampledBCELoss
-from textrec.metrics import metrics_from_ranks, target_ranks
-from textrec.model import SequenceTower, TwoTowerModel
-from textrec.recommender import Recommender, UnknownItemsError
-from textrec.splits import EvalEvent, LeaveOneOutSplit, leave_one_out, time_cut
-from textrec.stream import make_stream
-from textrec.synthetic import make_synthetic
-from textrec.text import ItemTemplate
+from textrec.data.splits import EvalEvent, LeaveOneOutSplit, leave_one_out, time_cut
+from textrec.data.synthetic import make_synthetic
+from textrec.data.text import ItemTemplate
+from textrec.evaluate.metrics import metrics_from_ranks, target_ranks
+from textrec.evaluate.ranking import evaluate
+from textrec.model.encoders import TextEncoder, resolve_encoder
+from textrec.model.hub import load_pretrained, push_to_hub, save_pretrained
+from textrec.model.towers import SequenceTower, TwoTowerModel
+from textrec.protocols.stream import make_stream
+from textrec.serve.recommender import Recommender, UnknownItemsError
+from textrec.train.incremental import AdapterRegistry, update_adapter
+from textrec.train.loop import FitResult, LoopConfig, Validation, fit, make_accelerator
+from textrec.train.losses import InBatchSoftmaxLoss, RatingMSELoss, SampledBCELoss
 
 __version__ = "0.1.0"
 

@@ -15,12 +15,12 @@ from accelerate import Accelerator
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import conftest  # noqa: E402
 
-from textrec.build import build_model, history_text, item_tokens  # noqa: E402
 from textrec.config import ModelConfig  # noqa: E402
-from textrec.evaluation import compute_item_vectors, compute_text_vectors, evaluate, sharded_map  # noqa: E402
-from textrec.splits import leave_one_out  # noqa: E402
-from textrec.synthetic import make_synthetic  # noqa: E402
-from textrec.text import ItemTemplate  # noqa: E402
+from textrec.data.splits import leave_one_out  # noqa: E402
+from textrec.data.synthetic import make_synthetic  # noqa: E402
+from textrec.data.text import ItemTemplate  # noqa: E402
+from textrec.evaluate.ranking import compute_item_vectors, compute_text_vectors, evaluate, sharded_map  # noqa: E402
+from textrec.model.build import build_model, history_text, item_tokens  # noqa: E402
 
 
 def main(out_path):

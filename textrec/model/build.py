@@ -8,17 +8,17 @@ import logging
 import torch
 
 from textrec.config import DataConfig, ModelConfig
-from textrec.data import RecData
-from textrec.encoders import (
+from textrec.data.features import HistoryText, ItemTokens
+from textrec.data.records import RecData
+from textrec.data.text import ItemTemplate, default_template, tokenize_texts
+from textrec.model.encoders import (
     DECODER_MODEL_TYPES,
     TextEncoder,
     apply_train_mode,
     default_pooling,
     load_encoder_and_tokenizer,
 )
-from textrec.features import HistoryText, ItemTokens
-from textrec.model import TwoTowerModel
-from textrec.text import ItemTemplate, default_template, tokenize_texts
+from textrec.model.towers import TwoTowerModel
 
 logger = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from textrec.evaluation import evaluate, evaluate_content_similarity, evaluate_scores
-from textrec.splits import EvalEvent, LeaveOneOutSplit
+from textrec.data.splits import EvalEvent, LeaveOneOutSplit
+from textrec.evaluate.ranking import evaluate, evaluate_content_similarity, evaluate_scores
 
 SLICES = ("warm", "cold")
 

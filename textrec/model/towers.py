@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from textrec.encoders import TextEncoder
+from textrec.model.encoders import TextEncoder
 
 USER_TOWERS = ("sequence", "text")
 MIN_TEMPERATURE = 0.01

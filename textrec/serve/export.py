@@ -36,7 +36,7 @@ def export_sentence_transformers(
         from sentence_transformers import SentenceTransformer
     except ImportError:
         raise ImportError("exporting needs sentence-transformers: pip install sentence-transformers") from None
-    from textrec.hub import load_pretrained
+    from textrec.model.hub import load_pretrained
 
     two_tower, tokenizer, config = load_pretrained(model, revision=revision, token=token)
     if not two_tower.has_text:
@@ -113,7 +113,7 @@ def _modules(two_tower, encoder_dir, max_item_tokens: int) -> list:
 
 def _check_tokens(transformer, tokenizer, max_item_tokens: int, decoder: bool) -> None:
     """The exported module (its tokenizer read back from disk) must give textrec's item tokens."""
-    from textrec.text import tokenize_texts
+    from textrec.data.text import tokenize_texts
 
     exported = [transformer.preprocess([text])["input_ids"][0].tolist() for text in PROBE_TEXTS]
     expected = tokenize_texts(PROBE_TEXTS, tokenizer, max_item_tokens, append_eos=decoder)["input_ids"]
@@ -128,7 +128,7 @@ def export_card(config: dict, source: str, revision: str | None) -> str:
     """README.md of an exported folder: sentence-transformers metadata and what the vectors are."""
     from huggingface_hub import ModelCard, ModelCardData
 
-    from textrec.card import base_model_id
+    from textrec.model.card import base_model_id
 
     model = config["model"]
     pooling = config["base_encoder"]["pooling"]

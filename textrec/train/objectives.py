@@ -1,4 +1,4 @@
-"""Per-batch training objectives (the loop that drives them is `textrec.engine.fit`).
+"""Per-batch training objectives (the loop that drives them is `textrec.train.loop.fit`).
 
 Cost model on a CPU: running the language model over every history item at every step is far too slow, so
 history items read *cached* pooled text vectors, refreshed every `cache_refresh_steps` optimizer steps, while the
@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from textrec.features import HistoryText, ItemTokens
-from textrec.losses import InBatchSoftmaxLoss, RatingMSELoss, SampledBCELoss, log_sampling_probability
-from textrec.model import TwoTowerModel
+from textrec.data.features import HistoryText, ItemTokens
+from textrec.model.towers import TwoTowerModel
+from textrec.train.losses import InBatchSoftmaxLoss, RatingMSELoss, SampledBCELoss, log_sampling_probability
 
 LOSSES = ("softmax", "bce", "mse")
 

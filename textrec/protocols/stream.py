@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from textrec.data import RecData
-from textrec.splits import EvalEvent
+from textrec.data.records import RecData
+from textrec.data.splits import EvalEvent
 
 
 @dataclass(frozen=True)

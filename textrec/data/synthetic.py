@@ -14,7 +14,7 @@ from __future__ import annotations
 import datasets
 import numpy as np
 
-from textrec.data import RecData
+from textrec.data.records import RecData
 
 TOPIC_WORDS = (
     "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa quebec "

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from textrec.data import RecData
+from textrec.data.records import RecData
 
 
 @dataclass(frozen=True)

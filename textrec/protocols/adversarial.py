@@ -23,9 +23,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from textrec.features import ItemTokens, pad_histories
-from textrec.metrics import metrics_from_ranks, target_ranks
-from textrec.objectives import TrainingObjective, encoder_is_trainable
+from textrec.data.features import ItemTokens, pad_histories
+from textrec.evaluate.metrics import metrics_from_ranks, target_ranks
+from textrec.train.objectives import TrainingObjective, encoder_is_trainable
 
 NORMS = ("sign", "l2")
 ATTACKS = ("sign", "l2", "random_sign", "random_l2")

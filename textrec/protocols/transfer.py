@@ -14,11 +14,11 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from textrec.coldstart import slice_of_events
-from textrec.data import RecData
-from textrec.evaluation import compute_item_vectors, compute_text_vectors, evaluate
-from textrec.metrics import metrics_from_ranks, ndcg_per_event, paired_bootstrap, target_ranks
-from textrec.splits import EvalEvent
+from textrec.data.records import RecData
+from textrec.data.splits import EvalEvent
+from textrec.evaluate.metrics import metrics_from_ranks, ndcg_per_event, paired_bootstrap, target_ranks
+from textrec.evaluate.ranking import compute_item_vectors, compute_text_vectors, evaluate
+from textrec.protocols.coldstart import slice_of_events
 
 SLICES = ("all", "warm", "cold")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from textrec.data import iter_json_lines
+from textrec.data.readers import iter_json_lines
 
 FIELDS = ("history", "text", "user_id", "id", "k")
 PASSED_THROUGH = ("user_id", "id")

@@ -21,7 +21,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from textrec.recommender import Recommender, UnknownItemsError
+from textrec.serve.recommender import Recommender, UnknownItemsError
 
 logger = logging.getLogger(__name__)
 

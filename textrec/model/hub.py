@@ -29,8 +29,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from textrec.config import ModelConfig
-from textrec.encoders import PACKAGES, hub_id, load_encoder_and_tokenizer, short_name, source_revision
 from textrec.files import atomic_dir, atomic_write_text
+from textrec.model.encoders import PACKAGES, hub_id, load_encoder_and_tokenizer, short_name, source_revision
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ def save_pretrained(
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=str))
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
-        from textrec.card import is_generated_card, model_card
+        from textrec.model.card import is_generated_card, model_card
 
         existing = directory / "README.md"
         if card is None and existing.is_file() and not is_generated_card(existing.read_text()):
@@ -210,7 +210,7 @@ def load_pretrained(directory: str | Path, base=None, tokenizer=None, *, revisio
     """Load a model folder or Hub repo id (at `revision`) -> (TwoTowerModel, tokenizer, config dict). The base
     encoder is loaded once, from the recorded name (or `base`/`tokenizer` if given) and checked against the recorded
     fingerprint and weights hash."""
-    from textrec.build import build_model
+    from textrec.model.build import build_model
 
     directory = model_folder(directory, revision, token)
     config = read_config(directory)
@@ -326,7 +326,7 @@ def push_to_hub(
     (it no longer matches the card textrec generated), is left as it is. Returns the repo URL."""
     from huggingface_hub import HfApi
 
-    from textrec.card import is_generated_card, model_card
+    from textrec.model.card import is_generated_card, model_card
 
     directory = Path(directory)
     config = read_config(directory)  # refuse to push something that is not a textrec folder

@@ -1,10 +1,10 @@
 """Incremental updates: continue training an adapter on a new slice of interactions, as a new version.
 
 `update_adapter` is the library entry point a scheduler (cron, Airflow) calls without the recipe: data in, adapter
-version out. It trains through the library's one loop, `textrec.engine.fit`, like every recipe.
+version out. It trains through the library's one loop, `textrec.train.loop.fit`, like every recipe.
 
 Versions live under one root folder: `slice_000/`, `slice_001/`, ... each a complete model folder
-(`textrec.hub.save_pretrained`), plus `manifest.json` listing every version with its parent, strategy, data range,
+(`model.hub.save_pretrained`), plus `manifest.json` listing every version with its parent, strategy, data range,
 metrics and cost, and which one is the latest. An update checkpoints into `.<version>.partial/` (safetensors and
 JSON only: a planted pickle there is never loaded), so a killed update resumes, and becomes visible with one rename.
 """
@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from textrec.engine import LoopConfig, Validation, WindowExamples, fit, make_accelerator
+from textrec.data.splits import EvalEvent
 from textrec.files import atomic_write_text
-from textrec.hub import save_pretrained
-from textrec.objectives import TrainingObjective
-from textrec.splits import EvalEvent
+from textrec.model.hub import save_pretrained
+from textrec.train.loop import LoopConfig, Validation, WindowExamples, fit, make_accelerator
+from textrec.train.objectives import TrainingObjective
 
 logger = logging.getLogger(__name__)
 
@@ -141,14 +141,14 @@ def update_adapter(
     text: the item tower needs no resizing); `context` (optional `RecData`) holds earlier interactions that give
     users their history but carry no loss (e.g. a replay sample or everything before the slice). Refuses an empty
     slice, and a slice older than the parent's data. A killed update resumes when called again. `config` says how
-    the update trains (`textrec.engine.LoopConfig`; default: 2 epochs); `validation` (optional `RecData` of held-out
+    the update trains (`train.loop.LoopConfig`; default: 2 epochs); `validation` (optional `RecData` of held-out
     interactions after the slice's) early-stops it on their NDCG@10. `accelerator`: default
     `make_accelerator(config)`, so the update runs on the GPU when there is one.
     """
-    from textrec.build import item_tokens as build_tokens
     from textrec.config import ModelConfig
-    from textrec.hub import load_pretrained, model_folder
-    from textrec.text import ItemTemplate
+    from textrec.data.text import ItemTemplate
+    from textrec.model.build import item_tokens as build_tokens
+    from textrec.model.hub import load_pretrained, model_folder
 
     registry = registry if isinstance(registry, AdapterRegistry) else AdapterRegistry(registry)
     config = config or LoopConfig(epochs=2, patience=1, checkpoint_every=0)
@@ -225,7 +225,7 @@ def update_adapter(
 def _concat(a, b):
     import datasets
 
-    from textrec.data import RecData
+    from textrec.data.records import RecData
 
     return RecData(datasets.concatenate_datasets([a.interactions, b.interactions]), b.items, b.source)
 

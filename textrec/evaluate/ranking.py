@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from textrec.features import HistoryText, ItemTokens, pad_histories
+from textrec.data.features import HistoryText, ItemTokens, pad_histories
+from textrec.data.splits import EvalEvent
+from textrec.evaluate.metrics import metrics_from_ranks, rating_errors, target_ranks
 from textrec.files import load_keyed_tensors, save_keyed_tensors
-from textrec.metrics import metrics_from_ranks, rating_errors, target_ranks
-from textrec.model import TwoTowerModel
-from textrec.splits import EvalEvent
+from textrec.model.towers import TwoTowerModel
 
 logger = logging.getLogger(__name__)
 

@@ -33,13 +33,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from textrec.checkpoints import Checkpoints, config_differences, load_trainable_state, trainable_state
-from textrec.evaluation import compute_item_vectors, compute_text_vectors, evaluate
-from textrec.features import HistoryText, ItemTokens, epoch_batches, gather_windows, target_windows, window_bounds
-from textrec.losses import LOGQ_KINDS
-from textrec.objectives import TextVectorCache, TrainingObjective, encoder_is_trainable
-from textrec.placement import ForwardDeviceProbe, placement_report
-from textrec.splits import EvalEvent
+from textrec.data.features import HistoryText, ItemTokens, epoch_batches, gather_windows, target_windows, window_bounds
+from textrec.data.splits import EvalEvent
+from textrec.evaluate.ranking import compute_item_vectors, compute_text_vectors, evaluate
+from textrec.train.checkpoints import Checkpoints, config_differences, load_trainable_state, trainable_state
+from textrec.train.losses import LOGQ_KINDS
+from textrec.train.objectives import TextVectorCache, TrainingObjective, encoder_is_trainable
+from textrec.train.placement import ForwardDeviceProbe, placement_report
 
 logger = logging.getLogger(__name__)
 
@@ -328,11 +328,11 @@ def fit(
     as it is now, when the caller has them (e.g. from its last evaluation): the first catalogue encode is skipped.
     """
     if accelerator is None:
-        raise ValueError("fit: an Accelerator is required (textrec.engine.make_accelerator(config))")
+        raise ValueError("fit: an Accelerator is required (textrec.train.loop.make_accelerator(config))")
     if accelerator.mixed_precision != config.mixed_precision:
         raise ValueError(
             f"training.mixed_precision is {config.mixed_precision!r} but the Accelerator was made with "
-            f"{accelerator.mixed_precision!r}: make it with textrec.engine.make_accelerator(config)"
+            f"{accelerator.mixed_precision!r}: make it with textrec.train.loop.make_accelerator(config)"
         )
     if validation is not None and len(validation.events) == 0:
         raise ValueError("validation: no validation events (every user needs 3 interactions for E1; or pass None)")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import datasets
 
-from textrec.data import DataError
+from textrec.data.records import DataError
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,13 @@ import datasets
 import torch
 import torch.nn.functional as F
 
-from textrec.build import history_text
 from textrec.config import ModelConfig
-from textrec.evaluation import compute_text_vectors, encode_histories
-from textrec.features import ItemTokens
+from textrec.data.features import ItemTokens
+from textrec.data.text import ItemTemplate, default_template, tokenize_texts
+from textrec.evaluate.ranking import compute_text_vectors, encode_histories
 from textrec.files import load_keyed_tensors, save_keyed_tensors
-from textrec.hub import load_pretrained
-from textrec.text import ItemTemplate, default_template, tokenize_texts
+from textrec.model.build import history_text
+from textrec.model.hub import load_pretrained
 
 logger = logging.getLogger(__name__)
 
@@ -101,8 +101,8 @@ class Recommender:
         """Load a saved model folder (or a Hub repo id at `revision`) and a catalogue (a Dataset with item_id + text
         fields, or an items file: RecBole `.item`, CSV, TSV, JSONL or Parquet) onto `device` ("cpu", "cuda", "mps",
         "cuda:1" or a `torch.device`; default: "cuda" when available, else "cpu")."""
-        from textrec.data import load_items
-        from textrec.hub import model_folder
+        from textrec.data.readers import load_items
+        from textrec.model.hub import model_folder
 
         model_dir = model_folder(model_dir, revision, token)  # a local folder, or a Hub repo id downloaded
         model, tokenizer, config = load_pretrained(model_dir, base=base)

@@ -21,7 +21,7 @@ def is_generated_card(text: str) -> bool:
 def base_model_id(config: dict) -> str | None:
     """The base encoder's Hub id as recorded in config.json (older folders: mapped from its name); None for an
     ID-only model or a base encoder loaded from a local folder, which has no Hub id."""
-    from textrec.encoders import hub_id
+    from textrec.model.encoders import hub_id
 
     base = config.get("base_encoder") or {}
     if "hub_id" in base:
@@ -96,12 +96,12 @@ Item text template: `{config.get("item_template")}`.
 ## Usage
 
 ```python
-from textrec.recommender import Recommender
+from textrec.serve.recommender import Recommender
 
 rec = Recommender.from_pretrained("{where}", "items.csv")  # your catalogue, with the template's fields
 rec.recommend(["item-1", "item-2"], k=10)  # item ids, oldest first
 
-from textrec.hub import load_pretrained
+from textrec.model.hub import load_pretrained
 
 model, tokenizer, config = load_pretrained("{where}")  # the TwoTowerModel itself
 ```

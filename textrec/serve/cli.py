@@ -37,7 +37,7 @@ which then starts the recipe, e.g. `textrec run --multi_gpu --num_processes 2 tr
 
 
 def _recommender(args):
-    from textrec.recommender import Recommender
+    from textrec.serve.recommender import Recommender
 
     return Recommender.from_pretrained(
         args.model, args.items, cache_dir=args.cache_dir, index=args.index, revision=args.revision, device=args.device
@@ -66,8 +66,8 @@ def cmd_recommend(args) -> int:
 
 
 def _recommend_file(args) -> int:
-    from textrec.batch import read_requests, recommend_requests
     from textrec.files import atomic_write_text
+    from textrec.serve.batch import read_requests, recommend_requests
 
     requests = read_requests(args.input)  # a malformed file fails before the model is loaded
     rec = _recommender(args)
@@ -90,7 +90,7 @@ def cmd_serve(args) -> int:
         import uvicorn
     except ImportError:
         raise ValueError('serving needs the [serve] extra: pip install "textrec[serve]"') from None
-    from textrec.serving import create_app
+    from textrec.serve.app import create_app
 
     api_key = args.api_key or os.environ.get("TEXTREC_API_KEY")
     items_log = args.items_log or str(Path(args.cache_dir) / "added_items.jsonl")
@@ -102,7 +102,7 @@ def cmd_serve(args) -> int:
 
 
 def cmd_push(args) -> int:
-    from textrec.hub import push_to_hub
+    from textrec.model.hub import push_to_hub
 
     url = push_to_hub(args.model, args.repo_id, private=args.private, token=args.token)
     print(f"pushed {args.model} to {url}")
@@ -110,7 +110,7 @@ def cmd_push(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from textrec.export import export_sentence_transformers
+    from textrec.serve.export import export_sentence_transformers
 
     out = export_sentence_transformers(args.model, args.output, revision=args.revision, token=args.token)
     print(f"exported {args.model} as a {args.format} model to {out}")
@@ -118,7 +118,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_configs(args) -> int:
-    from textrec.launch import copy_shipped, recipe_names, recipes_dir, shipped_configs
+    from textrec.serve.launch import copy_shipped, recipe_names, recipes_dir, shipped_configs
 
     if args.configs_command == "cp":
         print(f"copied {args.name} to {copy_shipped(args.name, args.dest)}")
@@ -134,7 +134,7 @@ def cmd_configs(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from textrec.launch import accelerate_command, recipe_argv, resolve_recipe, run_in_process, split_run_args
+    from textrec.serve.launch import accelerate_command, recipe_argv, resolve_recipe, run_in_process, split_run_args
 
     if not args.run_args or args.run_args[0] in ("-h", "--help"):
         print(RUN_USAGE, file=sys.stdout if args.run_args else sys.stderr)

@@ -1,0 +1,1 @@
+"""Evaluation: full-catalogue ranking of evaluation events (one ranking kernel), metrics and paired statistics."""

@@ -1,0 +1,1 @@
+"""Serving: the `Recommender` apps load, the HTTP app, batch recommendations, export, and the `textrec` command."""
