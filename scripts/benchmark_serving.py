@@ -51,7 +51,7 @@ def bench_recommender(model_dir: Path, items: Path, label: str, results: dict, u
         Recommender.from_pretrained(model_dir, items, cache_dir=cache, show_progress=False)
         cached = time.perf_counter() - start
     row = {
-        "user_tower": rec.model.user_tower,
+        "user_tower": rec.towers.user_tower,
         "items": len(rec),
         "index_build_s": build,
         "load_with_cached_index_s": cached,
@@ -60,7 +60,7 @@ def bench_recommender(model_dir: Path, items: Path, label: str, results: dict, u
     row["recommend_one_user"] = percentiles(
         timed(
             lambda: rec.recommend(users[np.random.randint(len(users))], 10),
-            200 if rec.model.user_tower == "sequence" else 50,
+            200 if rec.towers.user_tower == "sequence" else 50,
         )
     )
     batch = [users[i % len(users)] for i in range(1000)]

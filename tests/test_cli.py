@@ -31,7 +31,7 @@ def _load(trained_model_dir, _tiny_bert, tmp_path, **kwargs):
 def test_device_cpu_answers_in_plain_python(trained_model_dir, _tiny_bert, tmp_path):
     rec = _load(trained_model_dir, _tiny_bert, tmp_path, device="cpu")
     assert rec.device == torch.device("cpu") and rec.item_vectors.device.type == "cpu"
-    assert next(rec.model.parameters()).device.type == "cpu"
+    assert rec.model.device.type == "cpu" and next(rec.towers.parameters()).device.type == "cpu"
     recs = rec.recommend(["i0", "i6"], k=3)
     assert all(type(i) is str and type(s) is float for i, s in recs)
     batch = rec.recommend_batch([["i0"], "alpha red item3"], k=2)[1]

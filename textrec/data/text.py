@@ -61,5 +61,7 @@ def tokenize_texts(texts: Sequence[str], tokenizer, max_length: int, append_eos:
             ids = [seq if seq and seq[-1] == eos else seq[: max_length - 1] + [eos] for seq in ids]
         return {"input_ids": ids}
 
-    ds = datasets.Dataset.from_dict({"text": list(texts)})
-    return ds.map(encode, batched=True, batch_size=1024, desc="tokenizing")
+    texts = list(texts)
+    if len(texts) <= 1024:  # one batch (a request, a few added items): no progress bar for it
+        return datasets.Dataset.from_dict({"text": texts, **encode({"text": texts})})
+    return datasets.Dataset.from_dict({"text": texts}).map(encode, batched=True, batch_size=1024, desc="tokenizing")

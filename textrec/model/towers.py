@@ -247,6 +247,25 @@ class TwoTowerModel(nn.Module):
             return users @ items.T
         return torch.addmm(column.to(users.dtype), users, items.T)
 
+    def score_matrix(self, items: torch.Tensor, item_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """The item side of `score` as one matrix, what an index searches: normalised items (cosine), and with an
+        item bias one more column holding it; `score(u, items, ids)` equals `score_queries(u) @ score_matrix(items,
+        ids).T`."""
+        if self.similarity == "cosine":
+            items = F.normalize(items, dim=-1)
+        column = self.bias(item_ids) if item_ids is not None else None
+        return items if column is None else torch.cat([items, column[:, None].to(items.dtype)], dim=1)
+
+    def score_queries(self, users: torch.Tensor, with_bias: bool | None = None) -> torch.Tensor:
+        """The user side of `score_matrix`: normalised (cosine) users / temperature, and a column of ones for the
+        bias column when the model has an item bias."""
+        if self.similarity == "cosine":
+            users = F.normalize(users, dim=-1)
+        users = users / self.temperature
+        if self.item_bias is None if with_bias is None else not with_bias:
+            return users
+        return torch.cat([users, torch.ones(len(users), 1, dtype=users.dtype, device=users.device)], dim=1)
+
     def score_pairs(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """[P, D] x [P, K, D] -> [P, K]: each user against its own K items."""
         if self.similarity == "cosine":

@@ -173,7 +173,7 @@ def create_app(
 
     @app.get("/healthz")
     def healthz():
-        return {"status": "ok", "items": len(recommender), "user_tower": recommender.model.user_tower}
+        return {"status": "ok", "items": len(recommender), "user_tower": recommender.towers.user_tower}
 
     @app.post("/recommend")
     def recommend(req: RecommendRequest):

@@ -9,7 +9,6 @@ The model and the item index live on `device` (default: CUDA when available); ev
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,13 +17,11 @@ import datasets
 import torch
 import torch.nn.functional as F
 
-from textrec.config import ModelConfig
-from textrec.data.features import ItemTokens
-from textrec.data.text import ItemTemplate, default_template, tokenize_texts
-from textrec.evaluate.ranking import compute_text_vectors, encode_histories
+from textrec.data.text import ItemTemplate, default_template
+from textrec.evaluate.ranking import encode_histories
 from textrec.files import load_keyed_tensors, save_keyed_tensors
 from textrec.model.build import history_text
-from textrec.model.hub import load_pretrained
+from textrec.model.textrec_model import TextRecModel
 
 logger = logging.getLogger(__name__)
 
@@ -43,17 +40,15 @@ class UnknownItemsError(KeyError):
 
 
 class Recommender:
-    """Recommend from a history (item ids or free text) over a catalogue, with a cached item index."""
+    """Recommend from a history (item ids or free text) over a catalogue, with a cached item index; it scores
+    through its `TextRecModel` (`model`)."""
 
     def __init__(
         self,
-        model,
-        tokenizer,
+        model: TextRecModel,
         items: datasets.Dataset,
-        model_config: ModelConfig,
-        template: ItemTemplate,
-        trained_item_ids: Sequence[str],
         *,
+        template: str | None = None,
         model_dir: str | Path | None = None,
         cache_dir: str | Path | None = None,
         batch_size: int = 256,
@@ -65,22 +60,24 @@ class Recommender:
             raise ValueError(f"index: expected one of {INDEX_KINDS}, got {index!r}")
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
-        self.tokenizer = tokenizer
-        self.config = model_config
-        self.template = template
+        self.towers = model.towers
+        self.tokenizer = model.tokenizer
+        self.config = model.config
+        text_template = template or model.item_template
+        fields = [c for c in items.column_names if c != "item_id"]
+        self.template = ItemTemplate(text_template) if text_template else default_template(fields)
         self.batch_size = batch_size
-        self.model_dir = Path(model_dir) if model_dir else None
+        self.model_dir = Path(model_dir) if model_dir else getattr(model, "folder", None)
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.index_kind = index
         self.show_progress = show_progress
-        self._trained_rows = {item_id: i for i, item_id in enumerate(trained_item_ids)}
-        template.check(items.column_names, source="catalogue")
-        self.item_ids: list[str] = list(items["item_id"])
-        self.texts: list[str] = template.render_all(items)
+        self.template.check(items.column_names, source="catalogue")
+        self.item_ids: list[str] = [str(i) for i in items["item_id"]]
+        self.texts: list[str] = self.template.render_all(items)
         self.positions = {item_id: i for i, item_id in enumerate(self.item_ids)}
         if len(self.positions) != len(self.item_ids):
             raise ValueError("catalogue: duplicate item ids")
-        self.history_text = history_text(self.texts, tokenizer, model_config)
+        self.history_text = history_text(self.texts, self.tokenizer, self.config)
         self.text_vectors, self.item_vectors = self._load_or_build_index()
         self._refresh_search()
 
@@ -102,47 +99,18 @@ class Recommender:
         fields, or an items file: RecBole `.item`, CSV, TSV, JSONL or Parquet) onto `device` ("cpu", "cuda", "mps",
         "cuda:1" or a `torch.device`; default: "cuda" when available, else "cpu")."""
         from textrec.data.readers import load_items
-        from textrec.model.hub import model_folder
 
-        model_dir = model_folder(model_dir, revision, token)  # a local folder, or a Hub repo id downloaded
-        model, tokenizer, config = load_pretrained(model_dir, base=base)
+        model = TextRecModel.from_pretrained(model_dir, revision=revision, token=token, base=base)
         if not isinstance(items, datasets.Dataset):
             items = load_items(items)
-        text_template = template or config.get("item_template")
-        fields = [c for c in items.column_names if c != "item_id"]
-        template_obj = ItemTemplate(text_template) if text_template else default_template(fields)
-        trained = json.loads((Path(model_dir) / "item_ids.json").read_text())
-        return cls(
-            model,
-            tokenizer,
-            items,
-            ModelConfig(**config["model"]),
-            template_obj,
-            trained,
-            model_dir=model_dir,
-            device=device,
-            **kwargs,
-        )
+        return cls(model, items, template=template, device=device, **kwargs)
 
     def _id_rows(self, item_ids: Sequence[str]) -> torch.Tensor:
         """Row of each item in the model's id embedding (-1 for items the model never saw: text only)."""
-        return torch.as_tensor([self._trained_rows.get(i, -1) for i in item_ids], dtype=torch.long)
+        return self.model.id_rows(item_ids)
 
     def _encode_texts(self, texts: Sequence[str], item_ids: Sequence[str], desc: str | None):
-        if self.model.has_text:
-            decoder = self.model.item_encoder.pooling == "last"
-            ds = tokenize_texts(texts, self.tokenizer, self.config.max_item_tokens, append_eos=decoder)
-            tokens = ItemTokens(ds["input_ids"], self.tokenizer.pad_token_id)
-            text = compute_text_vectors(self.model, tokens, self.batch_size, desc=desc if self.show_progress else None)
-        else:
-            text = None
-        rows = self._id_rows(item_ids)
-        with torch.no_grad():
-            if len(rows):
-                vectors = self.model.item_vectors(rows.to(self.device), text).float()
-            else:
-                vectors = torch.zeros(0, self.model.dim, device=self.device)
-        return text, vectors
+        return self.model.encode_items(texts, item_ids, self.batch_size, desc if self.show_progress else None)
 
     def cache_key(self) -> str:
         digest = hashlib.sha256()
@@ -153,7 +121,7 @@ class Recommender:
                     digest.update(name.encode())
                     digest.update(path.read_bytes())
         else:  # no folder: hash the weights themselves
-            for name, tensor in sorted(self.model.state_dict().items()):
+            for name, tensor in sorted(self.towers.state_dict().items()):
                 digest.update(name.encode())
                 digest.update(tensor.detach().cpu().numpy().tobytes())
         for item_id, text in zip(self.item_ids, self.texts):
@@ -176,21 +144,15 @@ class Recommender:
         return text, vectors
 
     def _refresh_search(self) -> None:
-        """The matrix scored against users: normalised (cosine) vectors divided by the temperature."""
-        items = self.item_vectors
-        if self.model.similarity == "cosine":
-            items = F.normalize(items, dim=-1)
-        temperature = self.model.temperature
-        items = items / float(temperature.detach() if torch.is_tensor(temperature) else temperature)
-        if self.model.item_bias is not None:  # score = user . item + bias: one more column, the user's is 1
-            rows = self._id_rows(self.item_ids).to(self.model.item_bias.device)
-            bias = self.model.bias(rows).detach().to(items.device, items.dtype)
-            items = torch.cat([items, bias[:, None]], dim=1)
+        """The matrix scored against users: the model's own scoring rule as one matrix (`score_matrix`)."""
+        with torch.no_grad():
+            rows = self._id_rows(self.item_ids).to(self.device)
+            items = self.towers.score_matrix(self.item_vectors, rows if self.towers.item_bias is not None else None)
         self._search = items.contiguous()
         self._unrankable = None
-        if not self.model.has_text:  # an ID-only model cannot score items it never trained on
+        if not self.towers.has_text:  # an ID-only model cannot score items it never trained on
             rows = self._id_rows(self.item_ids)
-            trained = (rows >= 0) & self.model.id_trained[rows.clamp_min(0)].cpu()
+            trained = (rows >= 0) & self.towers.id_trained[rows.clamp_min(0)].cpu()
             self._unrankable = ~trained if not trained.all() else None
         self._faiss = None
         if self.index_kind != "exact" and len(items):
@@ -221,27 +183,27 @@ class Recommender:
         id_rows = [i for i, h in enumerate(histories) if not isinstance(h, str)]
         if id_rows:
             positions = [self._positions(histories[i]) for i in id_rows]
-            if self.model.user_tower == "text":
+            if self.towers.user_tower == "text":
                 self.history_text.item_texts = self.texts  # includes items added since
-            users = encode_histories(self.model, positions, self.item_vectors, self.history_text)
+            users = encode_histories(self.towers, positions, self.item_vectors, self.history_text)
             for row, user in zip(id_rows, users):
                 out[row] = user
-        return torch.stack(out) if out else torch.zeros(0, self.model.dim, device=self.device)
+        return torch.stack(out) if out else torch.zeros(0, self.towers.dim, device=self.device)
 
     def _free_text_user(self, text: str) -> torch.Tensor:
-        if self.model.user_tower == "text":
+        if self.towers.user_tower == "text":
             enc = self.tokenizer(
                 [self.history_text.prefix + text],
                 truncation=True,
                 max_length=self.config.max_history_tokens,
                 return_tensors="pt",
             ).to(self.device)
-            return self.model.encode_users_text(enc["input_ids"], enc["attention_mask"])[0].float()
-        if not self.model.has_text:
+            return self.towers.encode_users_text(enc["input_ids"], enc["attention_mask"])[0].float()
+        if not self.towers.has_text:
             raise ValueError("this model has no text encoder: a free-text history cannot be read")
         _, vector = self._encode_texts([text], ["\x00free-text"], None)  # the text as a one-item history
         mask = torch.ones(1, 1, dtype=torch.bool, device=self.device)
-        return self.model.encode_users_sequence(vector[None], mask)[0].float()
+        return self.towers.encode_users_sequence(vector[None], mask)[0].float()
 
     def recommend(self, history: Sequence[str] | str, k: int = 10, exclude_seen: bool = True):
         """Top-k (item_id, score) for one history (item ids, oldest first, or free text)."""
@@ -252,15 +214,12 @@ class Recommender:
         for h in histories:
             if (isinstance(h, str) and not h.strip()) or (not isinstance(h, str) and len(h) == 0):
                 raise ValueError("history is empty: give at least one item id or a non-empty text")
-        users = self._user_vectors(histories)
-        if self.model.similarity == "cosine":
-            users = F.normalize(users, dim=-1)
+        with torch.no_grad():
+            users = self.towers.score_queries(self._user_vectors(histories))
         seen = [self._positions(h) if exclude_seen and not isinstance(h, str) else [] for h in histories]
         return self._top_k(users, k, seen)
 
     def _top_k(self, users: torch.Tensor, k: int, exclude: list[list[int]]):
-        if self.model.item_bias is not None:
-            users = torch.cat([users, torch.ones(len(users), 1, dtype=users.dtype, device=users.device)], dim=1)
         if self._faiss is not None:
             extra = max((len(e) for e in exclude), default=0)
             scores, idx = self._faiss.search(users.cpu().numpy().astype("float32"), min(len(self), k + extra))
