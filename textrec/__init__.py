@@ -20,6 +20,7 @@ from textrec.evaluate.metrics import metrics_from_ranks, target_ranks
 from textrec.evaluate.ranking import evaluate
 from textrec.model.encoders import TextEncoder, resolve_encoder
 from textrec.model.hub import load_pretrained, push_to_hub, save_pretrained
+from textrec.model.textrec_model import TextRecModel
 from textrec.model.towers import SequenceTower, TwoTowerModel
 from textrec.protocols.stream import make_stream
 from textrec.serve.recommender import Recommender, UnknownItemsError
@@ -46,6 +47,7 @@ __all__ = [
     "SampledBCELoss",
     "SequenceTower",
     "TextEncoder",
+    "TextRecModel",
     "TwoTowerModel",
     "UnknownItemsError",
     "Validation",
