@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import transformers
 
-from textrec import LoopConfig, ModelConfig, RecData, Recommender, fit, leave_one_out, make_synthetic, save_pretrained
+from textrec import LoopConfig, ModelConfig, RecData, Recommender, TextRecModel, fit, leave_one_out, make_synthetic
 from textrec.data.features import all_targets
 from textrec.data.synthetic import TOPIC_WORDS
 from textrec.data.text import ItemTemplate
@@ -40,7 +40,7 @@ from textrec.evaluate.ranking import (
     evaluate_scores,
     popularity_scores,
 )
-from textrec.model.build import build_model, item_tokens
+from textrec.model.build import item_tokens
 from textrec.train.loop import Validation, WindowExamples, make_accelerator
 from textrec.train.objectives import TrainingObjective
 
@@ -117,7 +117,8 @@ def main(argv=None) -> dict:
         seq_dropout=0.1,
         temperature=0.05,
     )
-    model, tokenizer = build_model(model_cfg, data.num_items)
+    recommender = TextRecModel.from_config(model_cfg, data.item_ids, item_template=template.template)
+    model, tokenizer = recommender.towers, recommender.tokenizer  # the towers train; the model object saves
     model.mark_trained_items(np.unique(np.concatenate(split.train)))
     tokens = item_tokens(texts, tokenizer, model_cfg, model)
     pretrained_text = compute_text_vectors(model, tokens, desc=None)  # LoRA starts as a no-op: plain MiniLM
@@ -157,14 +158,8 @@ def main(argv=None) -> dict:
         print(f"| {name} | {value:.4f} |")
 
     # 5. Save: adapters + book vectors + heads + config + tokenizer + model card, never the MiniLM weights
-    folder = save_pretrained(
-        model.eval(),
-        Path(args.output_dir) / "model",
-        model_cfg,
-        data.item_ids,
-        tokenizer=tokenizer,
-        item_template=template.template,
-        metrics={"test_ndcg@10": ndcg["trained model"]},
+    folder = recommender.eval().save_pretrained(
+        Path(args.output_dir) / "model", metrics={"test_ndcg@10": ndcg["trained model"]}
     )
 
     # 6. Recommend from the saved folder, as an app would

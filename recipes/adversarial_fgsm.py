@@ -38,7 +38,8 @@ from textrec.evaluate.metrics import ndcg_per_event, paired_bootstrap
 from textrec.evaluate.ranking import compute_text_vectors, evaluate_scores, popularity_scores
 from textrec.files import atomic_write_text
 from textrec.model.build import build_model, item_template, item_tokens
-from textrec.model.hub import load_weights_into, save_pretrained
+from textrec.model.hub import load_weights_into
+from textrec.model.textrec_model import TextRecModel
 from textrec.protocols.adversarial import (
     EPS_GRID,
     LOSSES,
@@ -234,10 +235,9 @@ def main():
             atomic_write_text(out / "report.json", json.dumps(report, indent=2))
             if n == 0:
                 for name in ("normal", "adversarial"):
-                    save_pretrained(
-                        models[name][0], out / name, model_cfg, data.item_ids, tokenizer=tokenizer,
-                        item_template=template.template,
-                    )  # fmt: skip
+                    owned = TextRecModel(models[name][0], model_cfg, data.item_ids, tokenizer=tokenizer,
+                                         item_template=template.template)  # fmt: skip
+                    owned.save_pretrained(out / name)
     if accelerator.is_main_process:
         print(f"report: {out / 'report.json'}")
     accelerator.wait_for_everyone()

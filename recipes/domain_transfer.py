@@ -39,7 +39,7 @@ from textrec.data.splits import leave_one_out
 from textrec.evaluate.ranking import compute_text_vectors
 from textrec.files import atomic_write_text
 from textrec.model.build import build_model, item_template, item_tokens
-from textrec.model.hub import save_pretrained
+from textrec.model.textrec_model import TextRecModel
 from textrec.protocols.coldstart import hold_out_items, without_items
 from textrec.protocols.reports import transfer_markdown, transfer_plot
 from textrec.protocols.transfer import (
@@ -219,15 +219,10 @@ def main():
         )
         source_cost = {"source_steps": cost["steps"], "source_seconds": cost["seconds"]}
         if accelerator.is_main_process:
-            save_pretrained(
-                source_model,
-                out / "source",
-                model_cfg,
-                source.item_ids,
-                tokenizer=tokenizer,
-                item_template=template.template,
-                extra_config={"domain": "source"},
+            owned = TextRecModel(
+                source_model, model_cfg, source.item_ids, tokenizer=tokenizer, item_template=template.template
             )
+            owned.save_pretrained(out / "source", extra_config={"domain": "source"})
         source_model = retarget(source_model.eval(), target.num_items)
         zero_valid = cost["best_valid_ndcg@10"]  # the source fit stopped on the target validation events
         logger.info(f"zero-shot target validation NDCG@10 {zero_valid:.4f} (source fit: {cost})")
@@ -273,14 +268,11 @@ def main():
             method_ranks = model_ranks(model.eval(), tokens, test, target.num_items, accelerator)
             report(method, fraction, method_ranks, **cost, **extra, trainable_params=model.trainable_parameters())
             if method == "adapted" and fraction == max(tr.fractions) and accelerator.is_main_process:
-                save_pretrained(
-                    model,
-                    out / "target_adapted",
-                    model_cfg,
-                    target.item_ids,
-                    tokenizer=tokenizer,
-                    item_template=template.template,
-                    extra_config={"domain": "target", "parent": str(out / "source")},
+                owned = TextRecModel(
+                    model, model_cfg, target.item_ids, tokenizer=tokenizer, item_template=template.template
+                )
+                owned.save_pretrained(
+                    out / "target_adapted", extra_config={"domain": "target", "parent": str(out / "source")}
                 )
 
     # 6. Report

@@ -36,8 +36,9 @@ from textrec.evaluate.ranking import (
     popularity_scores,
 )
 from textrec.files import atomic_write_text
-from textrec.model.build import build_model, history_text, item_template, item_tokens
-from textrec.model.hub import framework_versions, push_or_explain, save_pretrained
+from textrec.model.build import history_text, item_template, item_tokens
+from textrec.model.hub import framework_versions, push_or_explain
+from textrec.model.textrec_model import TextRecModel
 from textrec.protocols.coldstart import (
     cold_start_markdown,
     cold_start_report,
@@ -131,7 +132,8 @@ def main():
     )
 
     # 2. Model and objective
-    model, tokenizer = build_model(model_cfg, data.num_items)
+    recommender = TextRecModel.from_config(model_cfg, data.item_ids, item_template=template.template)
+    model, tokenizer = recommender.towers, recommender.tokenizer
     model.mark_trained_items(np.unique(np.concatenate(split.train)))  # untrained id rows stay out of scoring
     tokens = item_tokens(texts, tokenizer, model_cfg, model) if model.has_text else None
     hist_text = history_text(texts, tokenizer, model_cfg)
@@ -226,13 +228,8 @@ def main():
     # 5. Save: the model folder, metrics, curves, summary table
     if accelerator.is_main_process:
         metrics = {f"test_{k}": v for k, v in results["test_mask=True"].items()}
-        save_pretrained(
-            model,
+        recommender.save_pretrained(
             output_dir / "model",
-            model_cfg,
-            data.item_ids,
-            tokenizer=tokenizer,
-            item_template=template.template,
             metrics=metrics,
             extra_config={
                 "protocol": summary["protocol"] + ", history masked",

@@ -9,8 +9,8 @@ import shutil
 import pytest
 import torch
 
-from textrec.model import encoders
 from textrec.config import ModelConfig
+from textrec.model import encoders
 from textrec.model.build import build_model
 from textrec.model.encoders import EncoderSource, resolve_encoder, source_revision
 from textrec.model.hub import base_weights_hash, load_pretrained, save_pretrained
@@ -37,7 +37,7 @@ def _save(path, base, tok, encoder, **kw):
         for p in model.parameters():
             if p.requires_grad:
                 p.add_(torch.randn_like(p) * 0.1)
-    save_pretrained(model.eval(), path, cfg, list("abcd"), tokenizer=tok)
+    save_pretrained(model.eval(), path, cfg, list("abcd"), tokenizer=tok, item_template="{title}")
     return model, json.loads((path / "config.json").read_text())
 
 

@@ -25,7 +25,9 @@ def saved(tmp_path, tiny_bert):
     base, tok = tiny_bert
     cfg = ModelConfig(encoder="minilm", dim=16, max_history=10)
     model, tok = build_model(cfg, 4, base, tok)
-    save = functools.partial(save_pretrained, model.eval(), tmp_path / "m", cfg, list("abcd"), tokenizer=tok)
+    save = functools.partial(
+        save_pretrained, model.eval(), tmp_path / "m", cfg, list("abcd"), tokenizer=tok, item_template="{title}"
+    )
     save(metrics=METRICS, extra_config=EXTRA)
     return tmp_path / "m", save
 
@@ -90,7 +92,7 @@ def test_push_writes_the_repo_id_into_a_generated_card(saved):
     card = api.uploaded["README.md"]
     assert is_generated_card(card)
     repo = "me/textrec-ml100k"  # only ever text in the card: nothing is loaded from a hub
-    assert f'Recommender.from_pretrained("{repo}"' in card and f'load_pretrained("{repo}")' in card
+    assert f'Recommender.from_pretrained("{repo}"' in card and f'TextRecModel.from_pretrained("{repo}")' in card
     assert ModelCard(card).data.library_name == "textrec"
 
 

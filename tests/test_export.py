@@ -28,7 +28,7 @@ def _saved_model(path, encoder_dir, **kw):
         for p in model.parameters():
             if p.requires_grad:
                 p.add_(torch.randn_like(p) * 0.1)
-    save_pretrained(model.eval(), path, cfg, [f"i{i}" for i in range(len(TEXTS))], tokenizer=tok)
+    save_pretrained(model.eval(), path, cfg, [f"i{i}" for i in range(len(TEXTS))], tokenizer=tok, item_template="{t}")
     return path
 
 

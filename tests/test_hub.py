@@ -36,7 +36,9 @@ def test_round_trip_gives_identical_scores(tmp_path, tiny_bert, _tiny_bert):
     base, tok = tiny_bert
     model, tok, cfg = _trained_model(base, tok)
     expected = _scores(model, tok, cfg)
-    save_pretrained(model, tmp_path / "m", cfg, [f"i{i}" for i in range(len(TEXTS))], tokenizer=tok)
+    save_pretrained(
+        model, tmp_path / "m", cfg, [f"i{i}" for i in range(len(TEXTS))], tokenizer=tok, item_template="{title}"
+    )
     fresh_base = copy.deepcopy(_tiny_bert[0])  # an untouched base, as loaded from disk
     loaded, loaded_tok, config = load_pretrained(tmp_path / "m", base=fresh_base)
     assert torch.equal(_scores(loaded, loaded_tok, cfg), expected)
@@ -49,7 +51,7 @@ def test_folder_loads_with_peft_itself(tmp_path, tiny_bert, _tiny_bert):
 
     base, tok = tiny_bert
     model, tok, cfg = _trained_model(base, tok)
-    save_pretrained(model, tmp_path / "m", cfg, ["x"] * len(TEXTS), tokenizer=tok)
+    save_pretrained(model, tmp_path / "m", cfg, ["x"] * len(TEXTS), tokenizer=tok, item_template="{title}")
     peft_model = PeftModel.from_pretrained(copy.deepcopy(_tiny_bert[0]), tmp_path / "m").eval()
     enc = tok(TEXTS[:3], padding=True, return_tensors="pt")
     ours = model.item_encoder.model(**enc).last_hidden_state
@@ -60,7 +62,7 @@ def test_folder_loads_with_peft_itself(tmp_path, tiny_bert, _tiny_bert):
 def test_wrong_base_and_newer_format_fail_clearly(tmp_path, tiny_bert, tiny_llama):
     base, tok = tiny_bert
     model, tok, cfg = _trained_model(base, tok)
-    save_pretrained(model, tmp_path / "m", cfg, ["x"] * len(TEXTS), tokenizer=tok)
+    save_pretrained(model, tmp_path / "m", cfg, ["x"] * len(TEXTS), tokenizer=tok, item_template="{title}")
     with pytest.raises(ValueError, match="trained on base encoder 'tiny'.*differs"):
         load_pretrained(tmp_path / "m", base=tiny_llama[0])
     config = json.loads((tmp_path / "m" / "config.json").read_text())
@@ -73,7 +75,7 @@ def test_wrong_base_and_newer_format_fail_clearly(tmp_path, tiny_bert, tiny_llam
 def test_failed_save_leaves_previous_folder_intact(tmp_path, tiny_bert):
     base, tok = tiny_bert
     model, tok, cfg = _trained_model(base, tok)
-    save_pretrained(model, tmp_path / "m", cfg, ["x"] * len(TEXTS), tokenizer=tok)
+    save_pretrained(model, tmp_path / "m", cfg, ["x"] * len(TEXTS), tokenizer=tok, item_template="{title}")
     before = sorted(p.name for p in (tmp_path / "m").iterdir())
 
     class Broken:
@@ -81,7 +83,7 @@ def test_failed_save_leaves_previous_folder_intact(tmp_path, tiny_bert):
             raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        save_pretrained(model, tmp_path / "m", cfg, ["x"] * len(TEXTS), tokenizer=Broken())
+        save_pretrained(model, tmp_path / "m", cfg, ["x"] * len(TEXTS), tokenizer=Broken(), item_template="{title}")
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".m.tmp")]
 
@@ -89,13 +91,37 @@ def test_failed_save_leaves_previous_folder_intact(tmp_path, tiny_bert):
 def test_resave_keeps_a_card_the_user_edited(tmp_path, tiny_bert):
     base, tok = tiny_bert
     model, tok, cfg = _trained_model(base, tok)
-    save_pretrained(model, tmp_path / "m", cfg, ["x"] * len(TEXTS), tokenizer=tok, metrics={"ndcg@10": 0.1})
+    save_pretrained(
+        model,
+        tmp_path / "m",
+        cfg,
+        ["x"] * len(TEXTS),
+        tokenizer=tok,
+        metrics={"ndcg@10": 0.1},
+        item_template="{title}",
+    )
     generated = (tmp_path / "m" / "README.md").read_text()
-    save_pretrained(model, tmp_path / "m", cfg, ["x"] * len(TEXTS), tokenizer=tok, metrics={"ndcg@10": 0.2})
+    save_pretrained(
+        model,
+        tmp_path / "m",
+        cfg,
+        ["x"] * len(TEXTS),
+        tokenizer=tok,
+        metrics={"ndcg@10": 0.2},
+        item_template="{title}",
+    )
     assert "0.2000" in (tmp_path / "m" / "README.md").read_text()  # a generated card is regenerated
     edited = generated.replace("# textrec two-tower recommender", "# Our movie recommender")
     (tmp_path / "m" / "README.md").write_text(edited)
-    save_pretrained(model, tmp_path / "m", cfg, ["x"] * len(TEXTS), tokenizer=tok, metrics={"ndcg@10": 0.3})
+    save_pretrained(
+        model,
+        tmp_path / "m",
+        cfg,
+        ["x"] * len(TEXTS),
+        tokenizer=tok,
+        metrics={"ndcg@10": 0.3},
+        item_template="{title}",
+    )
     assert (tmp_path / "m" / "README.md").read_text() == edited
 
 
@@ -103,7 +129,9 @@ def test_resave_keeps_a_card_the_user_edited(tmp_path, tiny_bert):
 def saved(tmp_path, tiny_bert):
     base, tok = tiny_bert
     model, tok, cfg = _trained_model(base, tok)
-    save_pretrained(model, tmp_path / "m", cfg, [f"i{i}" for i in range(len(TEXTS))], tokenizer=tok)
+    save_pretrained(
+        model, tmp_path / "m", cfg, [f"i{i}" for i in range(len(TEXTS))], tokenizer=tok, item_template="{title}"
+    )
     return tmp_path / "m"
 
 
@@ -165,7 +193,16 @@ def test_model_card_round_trips_through_huggingface_hub_model_card(tmp_path, tin
     model, tok, cfg = _trained_model(base, tok)
     extra = {"dataset": "ml-100k", "protocol": "E1 leave-one-out, history masked"}
     metrics = {"test_ndcg@10": 0.0927, "test_recall@10": 0.1813, "test_n_events": 943}
-    save_pretrained(model, tmp_path / "m", cfg, ["x"] * len(TEXTS), tokenizer=tok, metrics=metrics, extra_config=extra)
+    save_pretrained(
+        model,
+        tmp_path / "m",
+        cfg,
+        ["x"] * len(TEXTS),
+        tokenizer=tok,
+        metrics=metrics,
+        extra_config=extra,
+        item_template="{title}",
+    )
     text = (tmp_path / "m" / "README.md").read_text()
     assert is_generated_card(text)
     card = ModelCard.load(tmp_path / "m" / "README.md")
@@ -173,7 +210,7 @@ def test_model_card_round_trips_through_huggingface_hub_model_card(tmp_path, tin
     results = {r.metric_type: r.metric_value for r in card.data.eval_results}
     assert results == {"ndcg_at_10": 0.0927, "recall_at_10": 0.1813}
     assert all(r.dataset_split == "test" and r.task_type == "recommendation" for r in card.data.eval_results)
-    assert "load_pretrained(" in card.text
+    assert "TextRecModel.from_pretrained(" in card.text
 
 
 def test_short_encoder_names_map_to_their_hub_ids():
@@ -202,10 +239,17 @@ def test_load_by_repo_id_from_the_hub_cache_offline_with_revisions(tmp_path, tin
     base, tok = tiny_bert
     model, tok, cfg = _trained_model(base, tok)
     expected = _scores(model, tok, cfg)
-    save_pretrained(model, tmp_path / "v1", cfg, [f"i{i}" for i in range(len(TEXTS))], tokenizer=tok)
+    save_pretrained(
+        model, tmp_path / "v1", cfg, [f"i{i}" for i in range(len(TEXTS))], tokenizer=tok, item_template="{title}"
+    )
     other, _, _ = _trained_model(copy.deepcopy(_tiny_bert[0]), tok, lora_r=4)
     save_pretrained(
-        other, tmp_path / "v2", ModelConfig(**{**cfg.__dict__, "lora_r": 4}), ["x"] * len(TEXTS), tokenizer=tok
+        other,
+        tmp_path / "v2",
+        ModelConfig(**{**cfg.__dict__, "lora_r": 4}),
+        ["x"] * len(TEXTS),
+        tokenizer=tok,
+        item_template="{title}",
     )
     cache = tmp_path / "hub"
     _prefill_hub_cache(cache, "someone/textrec-toy", tmp_path / "v1", "a" * 40, ref="v1")
@@ -254,7 +298,9 @@ def test_push_then_load_by_repo_id_gives_identical_scores(tmp_path, tiny_bert, _
     base, tok = tiny_bert
     model, tok, cfg = _trained_model(base, tok)
     expected = _scores(model, tok, cfg)
-    save_pretrained(model, tmp_path / "model", cfg, [f"i{i}" for i in range(len(TEXTS))], tokenizer=tok)
+    save_pretrained(
+        model, tmp_path / "model", cfg, [f"i{i}" for i in range(len(TEXTS))], tokenizer=tok, item_template="{title}"
+    )
     cache = tmp_path / "hub"
     monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(cache))
     monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)

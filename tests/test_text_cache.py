@@ -2,10 +2,10 @@
 
 import torch
 
-from textrec.evaluate import ranking as evaluation
 from textrec.config import ModelConfig
 from textrec.data.synthetic import make_synthetic
 from textrec.data.text import ItemTemplate
+from textrec.evaluate import ranking as evaluation
 from textrec.evaluate.ranking import cached_text_vectors, compute_text_vectors
 from textrec.model.build import build_model, item_tokens
 

@@ -75,9 +75,11 @@ def test_score_matrix_and_queries_are_the_score(tiny_bert, tiny_llama):
     assert torch.allclose(split, model.score(users, items, model.item_ids), atol=1e-5)
 
 
-def test_a_text_model_needs_its_item_template_and_one_id_per_row(tiny_bert, tiny_llama):
+def test_a_text_model_is_saved_with_its_item_template_and_has_one_id_per_row(tiny_bert, tiny_llama, tmp_path):
     model, data, _ = _fresh("text", tiny_bert, tiny_llama)
+    untemplated = TextRecModel(model.towers, model.config, model.item_ids, tokenizer=model.tokenizer)
     with pytest.raises(ValueError, match="item_template"):
-        TextRecModel(model.towers, model.config, model.item_ids, tokenizer=model.tokenizer)
+        untemplated.save_pretrained(tmp_path / "m")
+    assert not (tmp_path / "m").exists()
     with pytest.raises(ValueError, match="29 item ids for a model of 30"):
         TextRecModel(model.towers, model.config, model.item_ids[:-1], item_template="{title}")

@@ -14,9 +14,7 @@ from pathlib import Path
 
 import torch
 from conftest import build_tiny_bert, build_tokenizer
-
 from textrec.build import build_model, item_tokens
-from textrec.config import ModelConfig
 from textrec.engine import LoopConfig, WindowExamples, fit, make_accelerator
 from textrec.evaluation import compute_item_vectors, compute_text_vectors, encode_histories
 from textrec.features import all_targets
@@ -25,6 +23,8 @@ from textrec.objectives import TrainingObjective
 from textrec.splits import leave_one_out
 from textrec.synthetic import make_synthetic
 from textrec.text import ItemTemplate
+
+from textrec.config import ModelConfig
 
 HISTORIES = [[0, 5, 9], [3], [10, 11, 12, 13]]
 

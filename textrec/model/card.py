@@ -96,14 +96,12 @@ Item text template: `{config.get("item_template")}`.
 ## Usage
 
 ```python
-from textrec.serve.recommender import Recommender
+from textrec import Recommender, TextRecModel
 
 rec = Recommender.from_pretrained("{where}", "items.csv")  # your catalogue, with the template's fields
 rec.recommend(["item-1", "item-2"], k=10)  # item ids, oldest first
 
-from textrec.model.hub import load_pretrained
-
-model, tokenizer, config = load_pretrained("{where}")  # the TwoTowerModel itself
+model = TextRecModel.from_pretrained("{where}")  # the model itself: towers, config, tokenizer, item template
 ```
 
 ## Evaluation

@@ -102,7 +102,10 @@ def save_pretrained(
     extra_config: Mapping | None = None,
     card: str | None = None,
 ) -> Path:
-    """Write the model folder atomically (call on the main process only)."""
+    """Write the model folder atomically (call on the main process only). A text model needs its `item_template`:
+    without it a served model would render its items with another text than the one it was trained on."""
+    if model.has_text and not item_template:
+        raise ValueError(f"{directory}: a text model is saved with its item_template (the text it was trained on)")
     directory = Path(directory)
     with atomic_dir(directory) as tmp:
         config = {

@@ -30,8 +30,8 @@ class TextRecModel:
 
     towers: the `TwoTowerModel` (an `nn.Module`); config: its `ModelConfig`; item_ids: the item id of each id row
     (the training catalogue's order); tokenizer: the encoder's (None for ID-only models); item_template: the
-    `str.format` template that renders an item's text (required for text models); saved_config: the config.json
-    of the folder it was loaded from, if any."""
+    `str.format` template that renders an item's text (a text model is saved only with one; folders of older
+    releases may lack it); saved_config: the config.json of the folder it was loaded from, if any."""
 
     def __init__(
         self,
@@ -43,8 +43,6 @@ class TextRecModel:
         item_template: str | None = None,
         saved_config: Mapping | None = None,
     ):
-        if towers.has_text and not item_template:
-            raise ValueError("TextRecModel: a text model needs its item_template (the text it was trained on)")
         if len(item_ids) != towers.num_items:
             raise ValueError(f"TextRecModel: {len(item_ids)} item ids for a model of {towers.num_items} id rows")
         self.towers, self.config, self.tokenizer = towers, config, tokenizer
@@ -167,7 +165,7 @@ class TextRecModel:
     ) -> tuple[torch.Tensor | None, torch.Tensor]:
         """(pooled text vectors or None, item vectors [N, D]) of items given by their rendered texts and ids; an
         id the model has no row for gets the text part alone."""
-        from textrec.evaluate.ranking import compute_text_vectors
+        from textrec.model.encode import compute_text_vectors
 
         text = None
         if self.has_text:
@@ -194,7 +192,7 @@ class TextRecModel:
     def encode_users(self, histories: Sequence[Sequence[int]], item_vectors: torch.Tensor, history_text=None):
         """User vectors [U, D] of histories given as rows of `item_vectors` (oldest first); a text user tower also
         needs `history_text` (`textrec.model.build.history_text`)."""
-        from textrec.evaluate.ranking import encode_histories
+        from textrec.model.encode import encode_histories
 
         return encode_histories(self.towers, histories, item_vectors, history_text)
 

@@ -85,9 +85,7 @@ def create_app(
     limits: ServerLimits | None = None,
     items_log: str | Path | None = None,
 ):
-    from fastapi import Depends, FastAPI, HTTPException, Request
-    from fastapi.responses import JSONResponse
-    from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+    from fastapi import Depends, FastAPI
 
     limits = limits or ServerLimits()
     log = ItemsLog(items_log) if items_log else None
@@ -101,6 +99,41 @@ def create_app(
         logger.info(f"{log.path}: {len(replayed)} added items replayed")
 
     app = FastAPI(title="textrec", version="1")
+    RecommendRequest, ItemsRequest, SimilarRequest = _request_models(limits)
+    _install_handlers(app, limits)
+    writer = _writer(api_key, allow_anonymous_writes)
+
+    @app.get("/healthz")
+    def healthz():
+        return {"status": "ok", "items": len(recommender), "user_tower": recommender.towers.user_tower}
+
+    @app.post("/recommend")
+    def recommend(req: RecommendRequest):
+        _check_history(req.history, limits)
+        with lock:
+            return {"items": _items(recommender.recommend(req.history, req.k, req.exclude_seen))}
+
+    @app.post("/items", dependencies=[Depends(writer)])
+    def add_items(req: ItemsRequest):
+        _check_items(req.items, limits, added["count"])
+        with lock:
+            ids = recommender.add_items(req.items)
+            if log is not None:
+                log.append(req.items)  # synced before the answer: an acknowledged item survives a restart
+            added["count"] += len(ids)
+        return {"added": ids, "items": len(recommender)}
+
+    @app.post("/similar")
+    def similar(req: SimilarRequest):
+        with lock:
+            return {"items": _items(recommender.similar_items(req.item_id, req.k))}
+
+    return app
+
+
+def _request_models(limits: ServerLimits):
+    """The request bodies of /recommend, /items and /similar, with the server's limits."""
+    from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
     class RecommendRequest(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -116,6 +149,14 @@ def create_app(
         model_config = ConfigDict(extra="forbid")
         item_id: StrictStr = Field(max_length=limits.max_id_chars)
         k: StrictInt = Field(10, ge=1, le=limits.max_k)
+
+    return RecommendRequest, ItemsRequest, SimilarRequest
+
+
+def _install_handlers(app, limits: ServerLimits) -> None:
+    """The body-size limit and the answers to unknown ids (404) and bad values (400)."""
+    from fastapi import Request
+    from fastapi.responses import JSONResponse
 
     @app.middleware("http")
     async def body_limit(request: Request, call_next):
@@ -140,6 +181,11 @@ def create_app(
     async def bad_value(request: Request, exc: ValueError):
         return JSONResponse(status_code=400, content={"detail": str(exc)[:1000]})
 
+
+def _writer(api_key: str | None, allow_anonymous_writes: bool):
+    """The dependency that guards writes: the API key, or anonymous writes when explicitly allowed."""
+    from fastapi import HTTPException, Request
+
     def writer(request: Request):
         if api_key is None:
             if not allow_anonymous_writes:
@@ -149,51 +195,29 @@ def create_app(
         if not hmac.compare_digest(given.encode(), api_key.encode()):
             raise HTTPException(401, "a valid API key is required for writes")
 
-    def _items(pairs):
-        return [{"item_id": item_id, "score": score} for item_id, score in pairs]
+    return writer
 
-    def _check_history(history):
-        if isinstance(history, str):
-            if len(history) > limits.max_text_chars:
-                raise ValueError(f"history: text of {len(history)} characters (at most {limits.max_text_chars})")
-        elif len(history) > limits.max_history:
-            raise ValueError(f"history: {len(history)} items (at most {limits.max_history})")
 
-    def _check_items(items):
-        if added["count"] + len(items) > limits.max_added_items:
-            raise ValueError(f"items: the server holds at most {limits.max_added_items} added items")
-        for n, item in enumerate(items):
-            if len(item) > limits.max_fields_per_item:
-                raise ValueError(f"items[{n}]: {len(item)} fields (at most {limits.max_fields_per_item})")
-            if len(item.get("item_id", "")) > limits.max_id_chars:
-                raise ValueError(f"items[{n}].item_id: longer than {limits.max_id_chars} characters")
-            for name, value in item.items():
-                if len(value) > limits.max_text_chars:
-                    raise ValueError(f"items[{n}].{name[:64]}: longer than {limits.max_text_chars} characters")
+def _items(pairs):
+    return [{"item_id": item_id, "score": score} for item_id, score in pairs]
 
-    @app.get("/healthz")
-    def healthz():
-        return {"status": "ok", "items": len(recommender), "user_tower": recommender.towers.user_tower}
 
-    @app.post("/recommend")
-    def recommend(req: RecommendRequest):
-        _check_history(req.history)
-        with lock:
-            return {"items": _items(recommender.recommend(req.history, req.k, req.exclude_seen))}
+def _check_history(history, limits: ServerLimits) -> None:
+    if isinstance(history, str):
+        if len(history) > limits.max_text_chars:
+            raise ValueError(f"history: text of {len(history)} characters (at most {limits.max_text_chars})")
+    elif len(history) > limits.max_history:
+        raise ValueError(f"history: {len(history)} items (at most {limits.max_history})")
 
-    @app.post("/items", dependencies=[Depends(writer)])
-    def add_items(req: ItemsRequest):
-        _check_items(req.items)
-        with lock:
-            ids = recommender.add_items(req.items)
-            if log is not None:
-                log.append(req.items)  # synced before the answer: an acknowledged item survives a restart
-            added["count"] += len(ids)
-        return {"added": ids, "items": len(recommender)}
 
-    @app.post("/similar")
-    def similar(req: SimilarRequest):
-        with lock:
-            return {"items": _items(recommender.similar_items(req.item_id, req.k))}
-
-    return app
+def _check_items(items, limits: ServerLimits, count: int) -> None:
+    if count + len(items) > limits.max_added_items:
+        raise ValueError(f"items: the server holds at most {limits.max_added_items} added items")
+    for n, item in enumerate(items):
+        if len(item) > limits.max_fields_per_item:
+            raise ValueError(f"items[{n}]: {len(item)} fields (at most {limits.max_fields_per_item})")
+        if len(item.get("item_id", "")) > limits.max_id_chars:
+            raise ValueError(f"items[{n}].item_id: longer than {limits.max_id_chars} characters")
+        for name, value in item.items():
+            if len(value) > limits.max_text_chars:
+                raise ValueError(f"items[{n}].{name[:64]}: longer than {limits.max_text_chars} characters")

@@ -36,9 +36,10 @@ def export_sentence_transformers(
         from sentence_transformers import SentenceTransformer
     except ImportError:
         raise ImportError("exporting needs sentence-transformers: pip install sentence-transformers") from None
-    from textrec.model.hub import load_pretrained
+    from textrec.model.textrec_model import TextRecModel
 
-    two_tower, tokenizer, config = load_pretrained(model, revision=revision, token=token)
+    loaded = TextRecModel.from_pretrained(model, revision=revision, token=token)
+    two_tower, tokenizer, config = loaded.towers, loaded.tokenizer, loaded.saved_config
     if not two_tower.has_text:
         raise ValueError(f"{model}: an ID-only model has no text tower to export")
     if two_tower.id_embedding is not None:

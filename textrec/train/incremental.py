@@ -24,7 +24,7 @@ import torch
 
 from textrec.data.splits import EvalEvent
 from textrec.files import atomic_write_text
-from textrec.model.hub import save_pretrained
+from textrec.model.textrec_model import TextRecModel
 from textrec.train.loop import LoopConfig, Validation, WindowExamples, fit, make_accelerator
 from textrec.train.objectives import TrainingObjective
 
@@ -93,13 +93,9 @@ def save_version(
 ) -> str:
     """Save `model` as the registry's next version and record it in the manifest (latest)."""
     version = registry.next_name()
-    folder = save_pretrained(
-        model,
+    owned = TextRecModel(model, model_config, item_ids, tokenizer=tokenizer, item_template=item_template)
+    folder = owned.save_pretrained(
         registry.root / version,
-        model_config,
-        item_ids,
-        tokenizer=tokenizer,
-        item_template=item_template,
         metrics=metrics,
         extra_config={"version": version, "parent": parent, "strategy": strategy},
     )
@@ -145,35 +141,15 @@ def update_adapter(
     interactions after the slice's) early-stops it on their NDCG@10. `accelerator`: default
     `make_accelerator(config)`, so the update runs on the GPU when there is one.
     """
-    from textrec.config import ModelConfig
     from textrec.data.text import ItemTemplate
     from textrec.model.build import item_tokens as build_tokens
-    from textrec.model.hub import load_pretrained, model_folder
 
     registry = registry if isinstance(registry, AdapterRegistry) else AdapterRegistry(registry)
     config = config or LoopConfig(epochs=2, patience=1, checkpoint_every=0)
     accelerator = accelerator or make_accelerator(config)
     parent = parent or registry.latest()
-    if parent is None:
-        raise ValueError(f"{registry.root}: no version to update (train a base version first, or give a parent)")
-    if len(interactions.interactions) == 0:
-        raise ValueError("the slice is empty: nothing to update on")
-    stamps = np.asarray(interactions.interactions["timestamp"])
-    known = parent in {v["version"] for v in registry.versions()}
-    if known and stamps.min() < registry.entry(parent)["data_range"][1]:
-        raise ValueError(
-            f"the slice starts at {stamps.min()}, before the end of {parent}'s data "
-            f"({registry.entry(parent)['data_range'][1]}): slices must come in time order"
-        )
-    # A version of this registry, or any model folder / Hub repo id (e.g. a model pulled from the Hub) to start from
-    source = registry.path(parent) if known else model_folder(parent, parent_revision)
-    model, tokenizer, saved = load_pretrained(source, base=base)
-    model_cfg = ModelConfig(**saved["model"])
-    if model.id_embedding is not None:
-        raise ValueError(
-            "update_adapter needs a text-only item tower (model.id_embedding=false): new items must "
-            "get their vectors from text"
-        )
+    loaded, stamps = _load_parent(registry, parent, parent_revision, interactions, base)
+    model, tokenizer, saved, model_cfg = loaded.towers, loaded.tokenizer, loaded.saved_config, loaded.config
     model.train()  # build_model applied the saved train mode: the same weights train as in the base run
     catalogue = interactions.items
     template = ItemTemplate(saved["item_template"])
@@ -220,6 +196,32 @@ def update_adapter(
         shutil.rmtree(partial, ignore_errors=True)
     accelerator.wait_for_everyone()
     return registry.latest()
+
+
+def _load_parent(registry: AdapterRegistry, parent, parent_revision, interactions, base):
+    """The model an update starts from (a version of `registry`, or any model folder / Hub repo id, e.g. a model
+    pulled from the Hub) and the slice's timestamps, after refusing what cannot be updated."""
+    from textrec.model.hub import model_folder
+
+    if parent is None:
+        raise ValueError(f"{registry.root}: no version to update (train a base version first, or give a parent)")
+    if len(interactions.interactions) == 0:
+        raise ValueError("the slice is empty: nothing to update on")
+    stamps = np.asarray(interactions.interactions["timestamp"])
+    known = parent in {v["version"] for v in registry.versions()}
+    if known and stamps.min() < registry.entry(parent)["data_range"][1]:
+        raise ValueError(
+            f"the slice starts at {stamps.min()}, before the end of {parent}'s data "
+            f"({registry.entry(parent)['data_range'][1]}): slices must come in time order"
+        )
+    source = registry.path(parent) if known else model_folder(parent, parent_revision)
+    loaded = TextRecModel.from_pretrained(source, base=base)
+    if loaded.towers.id_embedding is not None:
+        raise ValueError(
+            "update_adapter needs a text-only item tower (model.id_embedding=false): new items must "
+            "get their vectors from text"
+        )
+    return loaded, stamps
 
 
 def _concat(a, b):
