@@ -49,6 +49,7 @@ from textrec.protocols.adversarial import (
     TokenTable,
     attack_grid,
 )
+from textrec.serve.launch import resolve_config
 from textrec.train.checkpoints import trainable_state
 from textrec.train.loop import LoopConfig, Validation, WindowExamples, fit, make_accelerator
 from textrec.train.objectives import TrainingObjective
@@ -115,7 +116,7 @@ def parse_args():
     )
     parser.add_argument("--config", required=True, help="YAML file under recipes/configs/")
     args, overrides = parser.parse_known_args()
-    return load_config(SECTIONS, args.config, overrides)
+    return load_config(SECTIONS, resolve_config(args.config), overrides)  # a file, or a shipped config by name
 
 
 def main():

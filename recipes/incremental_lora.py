@@ -41,6 +41,7 @@ from textrec.protocols.reports import (
     strategy_summary,
 )
 from textrec.protocols.stream import Reservoir, make_stream
+from textrec.serve.launch import resolve_config
 from textrec.train.incremental import AdapterRegistry, save_version
 from textrec.train.loop import LoopConfig, Validation, WindowExamples, fit, make_accelerator, trainable_state
 from textrec.train.objectives import TrainingObjective
@@ -123,7 +124,7 @@ def parse_args():
     )
     parser.add_argument("--config", required=True, help="YAML file under recipes/configs/")
     args, overrides = parser.parse_known_args()
-    return load_config(SECTIONS, args.config, overrides)
+    return load_config(SECTIONS, resolve_config(args.config), overrides)  # a file, or a shipped config by name
 
 
 def main():

@@ -46,6 +46,7 @@ from textrec.protocols.coldstart import (
     slice_of_events,
     without_items,
 )
+from textrec.serve.launch import resolve_config
 from textrec.train.loop import (
     LoopConfig,
     TextUserExamples,
@@ -102,7 +103,7 @@ def parse_args():
     )
     parser.add_argument("--config", required=True, help="YAML file under recipes/configs/")
     args, overrides = parser.parse_known_args()
-    return load_config(SECTIONS, args.config, overrides)
+    return load_config(SECTIONS, resolve_config(args.config), overrides)  # a file, or a shipped config by name
 
 
 def main():

@@ -5,9 +5,9 @@ import torch
 from textrec.config import ModelConfig
 from textrec.data.synthetic import make_synthetic
 from textrec.data.text import ItemTemplate
-from textrec.evaluate import ranking as evaluation
-from textrec.evaluate.ranking import cached_text_vectors, compute_text_vectors
+from textrec.model import encode as evaluation
 from textrec.model.build import build_model, item_tokens
+from textrec.model.encode import cached_text_vectors, compute_text_vectors
 
 
 def test_text_vectors_are_cached_by_weights_and_tokens(tiny_bert, tmp_path, monkeypatch):
