@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from accelerate.logging import get_logger
 from accelerate.utils import set_seed
 
@@ -54,9 +53,9 @@ from textrec.train.loop import (
     WindowExamples,
     fit,
     make_accelerator,
-    per_process_batch,
 )
 from textrec.train.objectives import TrainingObjective
+from textrec.train.summary import examples_per_step, flat_config, peak_memory_mb, plot_curve, summary_table
 
 logger = get_logger(__name__)
 
@@ -165,7 +164,7 @@ def main():
     # 3. Fit: the library's one loop, early stopping on validation NDCG@10, resumable
     run_config = {k: v for k, v in config_to_dict(cfg).items() if k != "hub"}
     if train_cfg.log_with:
-        accelerator.init_trackers("textrec", config=_flat(run_config))
+        accelerator.init_trackers("textrec", config=flat_config(run_config))
     result = fit(
         objective,
         examples,
@@ -218,7 +217,7 @@ def main():
         "epoch_seconds": result.train_seconds / max(result.epochs, 1e-9),
         "examples_per_second": result.examples / max(result.train_seconds, 1e-9),
         "trainable_params": trainable,
-        "peak_memory_mb": _peak_memory_mb(),
+        "peak_memory_mb": peak_memory_mb(),
         "num_processes": accelerator.num_processes,
         "global_batch_size": examples_per_step(train_cfg, accelerator.num_processes),
         "results": results,
@@ -240,8 +239,8 @@ def main():
         )
         atomic_write_text(output_dir / "metrics.json", json.dumps(summary, indent=2))
         atomic_write_text(output_dir / "ranks.json", json.dumps({"events": [e.user for e in split.test], **ranks}))
-        _plot_curve(result.curve, output_dir / "curves.png")
-        print(_summary_table(summary))
+        plot_curve(result.curve, output_dir / "curves.png")
+        print(summary_table(summary))
         if cold:
             print(f"\nE1-cold, test, history masked ({len(cold)} held-out items):\n")
             print(cold_start_markdown(results["cold_start"]))
@@ -253,77 +252,6 @@ def main():
         if url:
             print(f"pushed to {url}")
     accelerator.end_training()
-
-
-def examples_per_step(cfg: LoopConfig, processes: int) -> int:
-    return per_process_batch(cfg, processes) * processes * cfg.gradient_accumulation_steps
-
-
-def _peak_memory_mb() -> float:
-    """Peak resident memory of this process (and peak CUDA memory when on a GPU), in MiB."""
-    import resource
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    if torch.cuda.is_available():
-        peak = max(peak, torch.cuda.max_memory_allocated() / 2**20)
-    return round(peak, 1)
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        elif isinstance(v, (int, float, str, bool)):
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def _summary_table(summary: dict) -> str:
-    lines = [
-        "",
-        "| model | mask_history | NDCG@10 | Recall@10 | MRR@10 | NDCG@20 | Recall@20 | events |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for name, label in (("test", "textrec"), ("popularity", "popularity")):
-        for mask in (True, False):
-            m = summary["results"][f"{name}_mask={mask}"]
-            lines.append(
-                f"| {label} | {mask} | {m['ndcg@10']:.4f} | {m['recall@10']:.4f} | {m['mrr@10']:.4f} | "
-                f"{m['ndcg@20']:.4f} | {m['recall@20']:.4f} | {m['n_events']} |"
-            )
-    lines.append(
-        f"\nbest valid NDCG@10 {summary['best_valid_ndcg@10']:.4f}; {summary['epochs']} epochs "
-        f"(stopped: {summary['stopped']}), "
-        f"{summary['optimizer_steps']} steps, {summary['train_seconds']:.0f}s training, "
-        f"{summary['epoch_seconds']:.1f}s/epoch, {summary['examples_per_second']:.0f} examples/s, "
-        f"{summary['trainable_params']:,} trainable parameters"
-    )
-    if "rmse" in summary["results"]["test_mask=True"]:
-        lines.append(
-            f"ratings: RMSE {summary['results']['test_mask=True']['rmse']:.4f}, "
-            f"MAE {summary['results']['test_mask=True']['mae']:.4f}"
-        )
-    return "\n".join(lines)
-
-
-def _plot_curve(curve: list[dict], path: Path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if not curve:
-        return
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    points = [c for c in curve if "valid_ndcg@10" in c]
-    ax.plot([c["step"] for c in points], [c["valid_ndcg@10"] for c in points], marker="o")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("validation NDCG@10")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

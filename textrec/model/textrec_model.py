@@ -21,7 +21,7 @@ import torch
 
 from textrec.config import ModelConfig
 from textrec.data.features import ItemTokens
-from textrec.data.text import ItemTemplate, tokenize_texts
+from textrec.data.text import ItemTemplate
 from textrec.model.towers import TwoTowerModel
 
 
@@ -31,7 +31,7 @@ class TextRecModel:
     towers: the `TwoTowerModel` (an `nn.Module`); config: its `ModelConfig`; item_ids: the item id of each id row
     (the training catalogue's order); tokenizer: the encoder's (None for ID-only models); item_template: the
     `str.format` template that renders an item's text (a text model is saved only with one; folders of older
-    releases may lack it); saved_config: the config.json of the folder it was loaded from, if any."""
+    releases may lack it); saved_config / folder: the config.json and the folder it was loaded from, if any."""
 
     def __init__(
         self,
@@ -42,6 +42,7 @@ class TextRecModel:
         tokenizer=None,
         item_template: str | None = None,
         saved_config: Mapping | None = None,
+        folder: Path | None = None,
     ):
         if len(item_ids) != towers.num_items:
             raise ValueError(f"TextRecModel: {len(item_ids)} item ids for a model of {towers.num_items} id rows")
@@ -49,21 +50,25 @@ class TextRecModel:
         self.item_ids = [str(i) for i in item_ids]
         self.item_template = item_template
         self.saved_config = dict(saved_config or {})
+        self.folder = folder  # the folder it was loaded from (None for a model built in this process)
         self._rows = {item_id: row for row, item_id in enumerate(self.item_ids)}
 
     # ----- construction and the folder -----
     @classmethod
     def from_config(
-        cls, config: ModelConfig, item_ids: Sequence[str], *, item_template: str | None = None, **encoder
+        cls,
+        config: ModelConfig,
+        item_ids: Sequence[str],
+        *,
+        item_template: str | None = None,
+        base=None,
+        tokenizer=None,
     ) -> TextRecModel:
-        """A fresh model: the base encoder loaded by `config.encoder` (or the `base=` / `tokenizer=` given), the
-        train mode (LoRA, ...) applied, new heads."""
+        """A fresh model: the base encoder loaded by `config.encoder` (or the `base` / `tokenizer` given), the train
+        mode (LoRA, ...) applied, new heads."""
         from textrec.model.build import build_model
 
-        unknown = set(encoder) - {"base", "tokenizer"}
-        if unknown:
-            raise TypeError(f"from_config: unexpected argument {sorted(unknown)[0]!r} (base= and tokenizer= only)")
-        towers, tokenizer = build_model(config, len(item_ids), encoder.get("base"), encoder.get("tokenizer"))
+        towers, tokenizer = build_model(config, len(item_ids), base, tokenizer)
         return cls(towers, config, item_ids, tokenizer=tokenizer, item_template=item_template)
 
     @classmethod
@@ -77,16 +82,15 @@ class TextRecModel:
         folder = model_folder(name_or_path, revision, token)
         towers, tokenizer, saved = load_pretrained(folder, base=base, tokenizer=tokenizer)
         item_ids = json.loads((folder / "item_ids.json").read_text(encoding="utf-8"))
-        model = cls(
+        return cls(
             towers,
             ModelConfig(**saved["model"]),
             item_ids,
             tokenizer=tokenizer,
             item_template=saved.get("item_template"),
             saved_config=saved,
+            folder=folder,
         )
-        model.folder = folder
-        return model
 
     def save_pretrained(
         self,
@@ -153,11 +157,11 @@ class TextRecModel:
         return ItemTemplate(self.item_template)
 
     def tokenize(self, texts: Sequence[str]) -> ItemTokens:
-        """Item texts as the item tower reads them: truncated, and with an EOS appended for decoder encoders (the
-        last token must see the whole text)."""
-        decoder = self.towers.item_encoder.pooling == "last"
-        ds = tokenize_texts(texts, self.tokenizer, self.config.max_item_tokens, append_eos=decoder)
-        return ItemTokens(ds["input_ids"], self.tokenizer.pad_token_id)
+        """Item texts as the item tower reads them (`textrec.model.build.item_tokens`: truncated, EOS appended for
+        decoder encoders)."""
+        from textrec.model.build import item_tokens
+
+        return item_tokens(texts, self.tokenizer, self.config, self.towers)
 
     @torch.no_grad()
     def encode_items(

@@ -256,13 +256,13 @@ class TwoTowerModel(nn.Module):
         column = self.bias(item_ids) if item_ids is not None else None
         return items if column is None else torch.cat([items, column[:, None].to(items.dtype)], dim=1)
 
-    def score_queries(self, users: torch.Tensor, with_bias: bool | None = None) -> torch.Tensor:
+    def score_queries(self, users: torch.Tensor) -> torch.Tensor:
         """The user side of `score_matrix`: normalised (cosine) users / temperature, and a column of ones for the
         bias column when the model has an item bias."""
         if self.similarity == "cosine":
             users = F.normalize(users, dim=-1)
         users = users / self.temperature
-        if self.item_bias is None if with_bias is None else not with_bias:
+        if self.item_bias is None:
             return users
         return torch.cat([users, torch.ones(len(users), 1, dtype=users.dtype, device=users.device)], dim=1)
 

@@ -67,7 +67,7 @@ class Recommender:
         fields = [c for c in items.column_names if c != "item_id"]
         self.template = ItemTemplate(text_template) if text_template else default_template(fields)
         self.batch_size = batch_size
-        self.model_dir = Path(model_dir) if model_dir else getattr(model, "folder", None)
+        self.model_dir = Path(model_dir) if model_dir else model.folder
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.index_kind = index
         self.show_progress = show_progress

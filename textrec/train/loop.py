@@ -369,7 +369,7 @@ class _Loop:
             self.refresh_cache(state.global_step)
         sync = (state.micro_step + 1) % config.gradient_accumulation_steps == 0
         if config.check_placement and self.placement is None and self.probe is None:
-            self.probe = ForwardDeviceProbe(self.objective, self.device).__enter__()
+            self.probe = ForwardDeviceProbe(self.objective, self.device).start()
         with nullcontext() if sync else accelerator.no_sync(self.wrapped):
             inputs = self.examples.batch(batch, state.epoch, self.device)
             loss = self.wrapped(**inputs, cache=self.cache, seed=config.seed * 1_000_003 + state.micro_step)
@@ -399,7 +399,7 @@ class _Loop:
         if not isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             self.scheduler.step()
         if self.probe is not None:  # the first step is done: everything it touched must be on the device
-            self.probe.__exit__()
+            self.probe.stop()
             extra = {"text_vector_cache": self.cache.vectors}
             self.placement = placement_report(self.probe, self.objective, self.optimizer, extra, self.device)
             logger.info(f"{self.desc}: placement checked: {self.placement}")

@@ -58,8 +58,8 @@ def _tensors(values: Iterable) -> Iterable[torch.Tensor]:
 
 
 class ForwardDeviceProbe:
-    """While active (a context manager), records every submodule of `module` that is called with a tensor input
-    off `device`, and counts the modules called."""
+    """While active (`start` / `stop`, or as a context manager), records every submodule of `module` that is
+    called with a tensor input off `device`, and counts the modules called."""
 
     def __init__(self, module: nn.Module, device: torch.device):
         self.module, self.device = module, torch.device(device)
@@ -67,10 +67,18 @@ class ForwardDeviceProbe:
         self.called: set[str] = set()
         self._handles = []
 
-    def __enter__(self) -> ForwardDeviceProbe:
+    def start(self) -> ForwardDeviceProbe:
         for name, sub in self.module.named_modules():
             self._handles.append(sub.register_forward_pre_hook(self._hook(name or "<root>"), with_kwargs=True))
         return self
+
+    def stop(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def __enter__(self) -> ForwardDeviceProbe:
+        return self.start()
 
     def _hook(self, name: str):
         def check(_module, args, kwargs):
@@ -82,9 +90,7 @@ class ForwardDeviceProbe:
         return check
 
     def __exit__(self, *exc) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
+        self.stop()
 
 
 def placement_report(probe: ForwardDeviceProbe, module, optimizer, extra, device) -> dict:
