@@ -18,19 +18,18 @@ seed.
 
 from __future__ import annotations
 
-import argparse
 import copy
+import dataclasses
 import json
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from accelerate.utils import set_seed
 
-from textrec.config import DataConfig, ModelConfig, config_help, config_to_dict, load_config
+from textrec.config import config_to_dict
 from textrec.data import load_data
 from textrec.data.features import all_targets
 from textrec.data.splits import leave_one_out
@@ -41,89 +40,24 @@ from textrec.model.build import build_model, item_template, item_tokens
 from textrec.model.hub import load_weights_into
 from textrec.model.textrec_model import TextRecModel
 from textrec.protocols.adversarial import (
-    EPS_GRID,
-    LOSSES,
-    NORMS,
-    PLACES,
     AdversarialObjective,
     TokenTable,
     attack_grid,
 )
-from textrec.serve.launch import resolve_config
+from textrec.protocols.sections import AdversarialConfig
+from textrec.serve.launch import parse_recipe_args
 from textrec.train.checkpoints import trainable_state
-from textrec.train.loop import LoopConfig, Validation, WindowExamples, fit, make_accelerator
+from textrec.train.loop import Validation, WindowExamples, fit, make_accelerator
 from textrec.train.objectives import TrainingObjective
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class AdversarialConfig:
-    """The normal model's budget, the warm-started adversarial training, its validation grid, and the attacks."""
-
-    output_dir: str = field(default="outputs/fgsm", metadata={"help": "report and models"})
-    seeds: list = field(default_factory=lambda: [0], metadata={"help": "the grid runs on the first seed"})
-    epochs: int = field(default=300, metadata={"help": "normal model: maximum epochs"})
-    max_train_minutes: float = field(default=8.0, metadata={"help": "normal model: time budget (0: none)"})
-    patience: int = field(default=10, metadata={"help": "normal model: early stopping on validation NDCG@10"})
-    batch_size: int = field(default=64, metadata={"help": "windows per step"})
-    lr: float = field(default=1e-3, metadata={"help": "normal model: learning rate"})
-    normal_from: list = field(
-        default_factory=list,
-        metadata={"help": "per seed, a saved model folder of the same model config on this E1 split (e.g. a train "
-                  "recipe's <output_dir>/model) used as the normal model instead of training one"},
-    )  # fmt: skip
-    adv_epochs: int = field(default=5, metadata={"help": "warm-started training: fixed epochs (no early stop)"})
-    adv_lr: float = field(default=5e-4, metadata={"help": "warm-started training: learning rate"})
-    ramp_epochs: float = field(default=1.0, metadata={"help": "lambda ramps from 0 over these epochs (0: off)"})
-    train_on: str = field(default="outputs", metadata={"help": "what training perturbs: outputs | tokens"})
-    train_norm: str = field(default="sign", metadata={"help": "sign (FGSM) | l2 (FGM / APR)"})
-    adv_loss: str = field(
-        default="sampled", metadata={"help": "sampled (the normal model's in-batch softmax) | full (whole catalogue)"}
-    )
-    weights: list = field(default_factory=lambda: [0.5, 1.0], metadata={"help": "lambda grid"})
-    train_eps_grid: list = field(default_factory=lambda: [0.05, 0.1], metadata={"help": "training eps grid"})
-    control: bool = field(default=True, metadata={"help": "also continue the normal model with lambda 0"})
-    select_eps: float = field(default=0.1, metadata={"help": "the validation attack (FGSM on train_on) eps"})
-    clean_tolerance: float = field(default=0.03, metadata={"help": "allowed relative validation clean loss"})
-    attack_on: list = field(default_factory=lambda: list(PLACES), metadata={"help": "outputs and/or tokens"})
-    token_attack_seeds: int = field(default=1, metadata={"help": "how many seeds (first ones) get token attacks"})
-    eps_grid: list = field(default_factory=lambda: list(EPS_GRID), metadata={"help": "relative attack sizes"})
-
-    def __post_init__(self):
-        if self.train_norm not in NORMS:
-            raise ValueError(f"adversarial.train_norm: expected one of {NORMS}, got {self.train_norm!r}")
-        if self.adv_loss not in LOSSES:
-            raise ValueError(f"adversarial.adv_loss: expected one of {LOSSES}, got {self.adv_loss!r}")
-        if self.train_on not in PLACES:
-            raise ValueError(f"adversarial.train_on: expected one of {PLACES}, got {self.train_on!r}")
-        if not set(self.attack_on) <= set(PLACES) or not self.attack_on:
-            raise ValueError(f"adversarial.attack_on: expected a non-empty subset of {PLACES}, got {self.attack_on}")
-        if not self.seeds or not self.weights or not self.train_eps_grid:
-            raise ValueError("adversarial.seeds, weights and train_eps_grid: each needs at least one value")
-        if self.normal_from and len(self.normal_from) != len(self.seeds):
-            raise ValueError(
-                f"adversarial.normal_from: one folder per seed ({len(self.seeds)}), got {len(self.normal_from)}"
-            )
-
-
-SECTIONS = {"data": DataConfig, "model": ModelConfig, "adversarial": AdversarialConfig}
-
-
-def parse_args():
-    parser = argparse.ArgumentParser(
-        description=__doc__, epilog=config_help(SECTIONS), formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--config", required=True, help="YAML file under recipes/configs/")
-    args, overrides = parser.parse_known_args()
-    return load_config(SECTIONS, resolve_config(args.config), overrides)  # a file, or a shipped config by name
-
-
 def main():
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     logging.getLogger("accelerate").setLevel(logging.WARNING)
-    cfg = parse_args()
-    data_cfg, model_cfg, adv = cfg["data"], cfg["model"], cfg["adversarial"]
+    cfg = parse_recipe_args("adversarial_fgsm", __doc__)
+    data_cfg, model_cfg, training, adv = cfg["data"], cfg["model"], cfg["training"], cfg["adversarial"]
     if model_cfg.user_tower != "sequence":
         raise ValueError("model.user_tower: this recipe attacks the sequence user tower; set it to 'sequence'")
     if model_cfg.encoder is not None and model_cfg.train_mode != "frozen":
@@ -131,7 +65,7 @@ def main():
     if "tokens" in adv.attack_on + [adv.train_on] and model_cfg.encoder is None:
         raise ValueError("adversarial: 'tokens' needs a text encoder (model.encoder)")
     out = Path(adv.output_dir)
-    accelerator = make_accelerator(LoopConfig())
+    accelerator = make_accelerator(training)
 
     # 1. Data: E1 leave-one-out
     with accelerator.main_process_first():
@@ -141,7 +75,7 @@ def main():
     dataset = "synthetic" if data_cfg.format == "synthetic" else Path(data_cfg.path).name
     examples = WindowExamples(all_targets(split.train), model_cfg.max_history)
     freq = torch.as_tensor(popularity_scores(split.train, data.num_items), dtype=torch.float32) + 1.0
-    steps_per_epoch = -(-len(examples) // (adv.batch_size * accelerator.num_processes))
+    steps_per_epoch = -(-len(examples) // (training.batch_size * accelerator.num_processes))
     report = {
         "config": config_to_dict(cfg),
         "protocol": "E4 on the E1 split, full ranking, history masked; eps relative to each vector's norm",
@@ -162,15 +96,7 @@ def main():
         )
         text = compute_text_vectors(normal, tokens, 256, accelerator, None) if normal.has_text else None
         validation = Validation(split.valid, data.num_items, tokens)
-        loop = LoopConfig(
-            seed=seed,
-            epochs=adv.epochs,
-            max_train_minutes=adv.max_train_minutes,
-            batch_size=adv.batch_size,
-            lr=adv.lr,
-            patience=adv.patience,
-            checkpoint_every=0,
-        )
+        loop = dataclasses.replace(training, seed=seed)
         if adv.normal_from:  # a finished run's model: the same config and split, so its weights fit
             load_weights_into(normal, adv.normal_from[n])
             report["costs"].append({"seed": seed, "method": "normal", "loaded_from": str(adv.normal_from[n])})
@@ -185,8 +111,10 @@ def main():
         # 3. Warm-started adversarial training: the grid on the first seed, chosen on validation; then the choice
         settings = [(w, e) for w in adv.weights for e in adv.train_eps_grid] if n == 0 else [chosen]
         settings += [(0.0, 0.0)] if adv.control else []
-        adv_loop = LoopConfig(seed=seed, epochs=adv.adv_epochs, batch_size=adv.batch_size, lr=adv.adv_lr)
-        adv_loop.checkpoint_every, adv_loop.progress = 0, loop.progress
+        # fixed epochs, no time budget and no early stopping: the grid compares settings at equal budgets
+        adv_loop = dataclasses.replace(
+            loop, epochs=adv.adv_epochs, lr=adv.adv_lr, max_train_minutes=0.0, encoder_warmup_epochs=0
+        )
         valid_normal = validate(normal, split.valid, text, tokens, adv)
         report["selection"].append({"seed": seed, "method": "normal", "lambda": 0.0, "train_eps": 0.0, **valid_normal})
         for weight, eps in settings:

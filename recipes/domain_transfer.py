@@ -21,18 +21,17 @@ ranks, for paired intervals), `report.md` and `report.png`.
 
 from __future__ import annotations
 
-import argparse
 import copy
+import dataclasses
 import json
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from accelerate.utils import set_seed
 
-from textrec.config import DataConfig, ModelConfig, config_help, config_to_dict, load_config
+from textrec.config import ModelConfig, config_to_dict
 from textrec.data import load_data
 from textrec.data.features import all_targets
 from textrec.data.splits import leave_one_out
@@ -51,84 +50,16 @@ from textrec.protocols.transfer import (
     slice_rows,
     split_domains,
 )
-from textrec.serve.launch import resolve_config
-from textrec.train.loop import LoopConfig, Validation, WindowExamples, fit, make_accelerator
+from textrec.serve.launch import parse_recipe_args
+from textrec.train.loop import Validation, WindowExamples, fit, make_accelerator
 from textrec.train.objectives import TrainingObjective
 
 logger = logging.getLogger(__name__)
-SOURCE_GENRES = [
-    "Action",
-    "Adventure",
-    "Sci-Fi",
-    "Thriller",
-    "War",
-    "Crime",
-    "Western",
-    "Horror",
-    "Mystery",
-    "Film-Noir",
-]
-METHODS = ("zero_shot", "adapted", "scratch", "id_only")
-
-
-@dataclass
-class TransferConfig:
-    """The domain split, the target fractions and the training budgets."""
-
-    output_dir: str = field(default="outputs/transfer", metadata={"help": "reports and adapters"})
-    dataset: str = field(default="", metadata={"help": "name in the report rows (default: the data folder's name)"})
-    seed: int = field(default=42, metadata={"help": "training seed (initialisation, data order, dropout)"})
-    split_seed: int = field(default=0, metadata={"help": "seed of the cold items and of the target user fractions"})
-    domain_field: str = field(default="class", metadata={"help": "item field whose words decide the domain"})
-    source_values: list = field(
-        default_factory=lambda: list(SOURCE_GENRES),
-        metadata={"help": "items whose field has any of these words are source items"},
-    )
-    cold_item_fraction: float = field(default=0.1, metadata={"help": "target items held out of training (E1-cold)"})
-    fractions: list = field(default_factory=lambda: [0.05, 0.2, 1.0], metadata={"help": "target user shares"})
-    source_epochs: int = field(default=20, metadata={"help": "maximum epochs on the source domain"})
-    source_warmup_epochs: int = field(default=15, metadata={"help": "of those, on frozen text vectors first"})
-    max_epochs: int = field(default=40, metadata={"help": "maximum epochs of every target fit (every method)"})
-    warmup_epochs: int = field(
-        default=30, metadata={"help": "text models: of max_epochs, on frozen text vectors before LoRA joins"}
-    )
-    max_train_minutes: float = field(default=0.0, metadata={"help": "wall-clock budget of every fit (0: none)"})
-    methods: list = field(
-        default_factory=lambda: list(METHODS), metadata={"help": f"which of {METHODS} to run (references are free)"}
-    )
-    patience: int = field(default=3, metadata={"help": "early stopping on validation NDCG@10 (every fit)"})
-    batch_size: int = field(default=64, metadata={"help": "windows per step and process"})
-    lr: float = field(default=1e-3, metadata={"help": "heads, id rows and sequence tower"})
-    encoder_lr: float = field(default=2e-4, metadata={"help": "LoRA weights"})
-    full_softmax_items: int = field(
-        default=0, metadata={"help": "exact softmax over the catalogue up to this many items (0: sampled)"}
-    )
-
-    def __post_init__(self):
-        unknown = [m for m in self.methods if m not in METHODS]
-        if unknown:
-            raise ValueError(f"transfer.methods: unknown method {unknown[0]!r} (known: {METHODS})")
-        if not 0 <= self.warmup_epochs <= self.max_epochs or not 0 <= self.source_warmup_epochs <= self.source_epochs:
-            raise ValueError("transfer.warmup_epochs / source_warmup_epochs: must be between 0 and the max epochs")
-
-
-SECTIONS = {"data": DataConfig, "model": ModelConfig, "transfer": TransferConfig}
-
-
-def parse_args():
-    parser = argparse.ArgumentParser(
-        description=__doc__, epilog=config_help(SECTIONS), formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--config", required=True, help="YAML file under recipes/configs/")
-    args, overrides = parser.parse_known_args()
-    return load_config(SECTIONS, resolve_config(args.config), overrides)  # a file, or a shipped config by name
-
-
 def main():
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     logging.getLogger("accelerate").setLevel(logging.WARNING)
-    cfg = parse_args()
-    data_cfg, model_cfg, tr = cfg["data"], cfg["model"], cfg["transfer"]
+    cfg = parse_recipe_args("domain_transfer", __doc__)
+    data_cfg, model_cfg, training, tr = cfg["data"], cfg["model"], cfg["training"], cfg["transfer"]
     if model_cfg.id_embedding or model_cfg.item_bias or model_cfg.encoder is None:
         raise ValueError(
             "model: transfer needs a text-only item tower (encoder set, id_embedding and item_bias false); the "
@@ -136,8 +67,8 @@ def main():
         )
     out = Path(tr.output_dir)
     dataset = tr.dataset or Path(data_cfg.path).name
-    accelerator = make_accelerator(LoopConfig())
-    set_seed(tr.seed)
+    accelerator = make_accelerator(training)
+    set_seed(training.seed)
 
     # 1. Data: source / target domains with disjoint items, E1 inside each, cold target items held out (E1-cold)
     with accelerator.main_process_first():
@@ -162,24 +93,16 @@ def main():
     def train(model, tokens, sequences, num_items, epochs, warmup, valid, desc):
         """One fit through the library loop, early-stopped on `valid` (NDCG@10, history masked)."""
         freq = np.bincount(np.concatenate([s for s in sequences if len(s)] or [[0]]), minlength=num_items)
-        loop = LoopConfig(
-            seed=tr.seed,
+        # Text models' patience does not count in their frozen warm-up epochs; ID-only gets the same grace, so that
+        # no method can stop before epoch encoder_warmup_epochs + patience.
+        grace = 0 if tokens is not None else training.encoder_warmup_epochs
+        loop = dataclasses.replace(
+            training,
             epochs=epochs,
-            max_train_minutes=tr.max_train_minutes,
-            batch_size=tr.batch_size,
-            lr=tr.lr,
-            encoder_lr=tr.encoder_lr,
             encoder_warmup_epochs=warmup if tokens is not None else 0,
-            # Text models' patience does not count in their frozen warm-up epochs; ID-only gets the same grace, so
-            # that no method can stop before epoch warmup_epochs + patience.
-            patience=tr.patience + (0 if tokens is not None else tr.warmup_epochs),
-            full_softmax_items=tr.full_softmax_items,
-            checkpoint_every=0,
-            progress=False,
+            patience=training.patience + grace,
         )
-        objective = TrainingObjective(
-            model, tokens, torch.as_tensor(freq + 1.0), max_live_items=loop.max_live_items, logq=loop.logq
-        )
+        objective = TrainingObjective(model, tokens, torch.as_tensor(freq + 1.0))
         examples = WindowExamples(all_targets([s for s in sequences if len(s) >= 2]), model.max_history)
         result = fit(objective, examples, loop, accelerator, validation=valid, desc=desc)
         cost = {k: result.cost()[k] for k in ("steps", "seconds", "epochs")}
@@ -190,7 +113,7 @@ def main():
     def report(method, fraction, method_ranks, **fields):
         ranks[f"{method}|{fraction}"] = method_ranks
         new = slice_rows(
-            method_ranks, test, cold, dataset=dataset, method=method, fraction=fraction, seed=tr.seed, **fields
+            method_ranks, test, cold, dataset=dataset, method=method, fraction=fraction, seed=training.seed, **fields
         )
         rows.extend(new)
         logger.info(f"{method} {fraction:.0%}: target test NDCG@10 {new[0]['ndcg@10']:.4f}")
@@ -261,8 +184,8 @@ def main():
                 tokens,
                 seqs,
                 target.num_items,
-                tr.max_epochs,
-                tr.warmup_epochs,
+                training.epochs,
+                training.encoder_warmup_epochs,
                 valid,
                 f"{method} {fraction:.0%}",
             )

@@ -13,20 +13,19 @@ restarted run reuses saved versions and resumes an interrupted fit (`<output_dir
 
 from __future__ import annotations
 
-import argparse
 import copy
+import dataclasses
 import json
 import logging
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from accelerate.utils import set_seed
 
-from textrec.config import DataConfig, ModelConfig, config_help, config_to_dict, load_config
+from textrec.config import config_to_dict
 from textrec.data import load_data
 from textrec.evaluate.metrics import ndcg_per_event
 from textrec.evaluate.ranking import compute_item_vectors, compute_text_vectors, evaluate
@@ -41,108 +40,38 @@ from textrec.protocols.reports import (
     strategy_summary,
 )
 from textrec.protocols.stream import Reservoir, make_stream
-from textrec.serve.launch import resolve_config
+from textrec.serve.launch import parse_recipe_args
 from textrec.train.incremental import AdapterRegistry, save_version
 from textrec.train.loop import LoopConfig, Validation, WindowExamples, fit, make_accelerator, trainable_state
 from textrec.train.objectives import TrainingObjective
 
 logger = logging.getLogger(__name__)
-STRATEGIES = ("frozen", "finetune", "replay", "full_retrain", "continue_all", "window")
 CONTINUING = ("finetune", "replay", "window", "continue_all")  # continue the previous adapter
 # Settings of the updates alone (plus which strategies run): the base fit does not depend on them.
-UPDATE_ONLY = ("strategies", "window", "reservoir_size", "lora_epochs_on", "l2sp")
+UPDATE_ONLY = ("strategies", "window", "reservoir_size", "lora_epochs_on")
 
 
-@dataclass
-class IncrementalConfig:
-    """The E2 stream, the strategies and how each update trains (every fit early-stops on the validation events of
-    the period it trains on, with the same patience for every strategy)."""
-
-    output_dir: str = field(default="outputs/incremental", metadata={"help": "reports and versioned adapters"})
-    seed: int = field(default=42, metadata={"help": "seed for the held-out draw, sampling and initialisation"})
-    base_fraction: float = field(default=0.5, metadata={"help": "share of the stream in the base period"})
-    num_slices: int = field(default=5, metadata={"help": "T: slices after the base period"})
-    test_fraction: float = field(default=0.1, metadata={"help": "held-out test share of every period"})
-    valid_fraction: float = field(default=0.1, metadata={"help": "held-out validation share of every period"})
-    eval_cap: int = field(default=2000, metadata={"help": "evaluation events per period (seeded sample)"})
-    strategies: list = field(default_factory=lambda: list(STRATEGIES), metadata={"help": f"any of {STRATEGIES}"})
-    window: int = field(default=2, metadata={"help": "window strategy: the last W periods"})
-    reservoir_size: int = field(default=4000, metadata={"help": "replay: past interactions kept (reservoir)"})
-    base_epochs: int = field(default=12, metadata={"help": "maximum epochs of base training (and of full_retrain)"})
-    base_warmup_epochs: int = field(default=8, metadata={"help": "of those, epochs on frozen text vectors first"})
-    update_epochs: int = field(default=2, metadata={"help": "maximum epochs of each incremental update"})
-    update_warmup_epochs: int = field(default=0, metadata={"help": "of those, on frozen text vectors first"})
-    lora_epochs_on: str = field(
-        default="all",
-        metadata={"help": "targets of an update's LoRA epochs: all (slice + replay / window) | new (the slice only)"},
-    )
-    patience: int = field(default=2, metadata={"help": "early stopping: validations without a gain (every fit)"})
-    batch_size: int = field(default=64, metadata={"help": "windows per step and process"})
-    lr: float = field(default=1e-3, metadata={"help": "heads and sequence tower"})
-    encoder_lr: float = field(default=2e-4, metadata={"help": "LoRA weights"})
-    update_lr: float = field(default=5e-4, metadata={"help": "heads and tower during updates"})
-    max_live_items: int = field(default=64, metadata={"help": "items encoded live per step"})
-    cache_refresh_steps: int = field(default=40, metadata={"help": "cached item text vectors refresh period"})
-    l2sp: float = field(default=0.0, metadata={"help": "L2-SP penalty towards the previous adapter (0: off)"})
-    mixed_precision: str = field(default="no", metadata={"help": "no | fp16 | bf16"})
-
-    def __post_init__(self):
-        unknown = [s for s in self.strategies if s not in STRATEGIES]
-        if unknown:
-            raise ValueError(f"incremental.strategies: unknown strategy {unknown[0]!r} (known: {STRATEGIES})")
-        if self.base_warmup_epochs > self.base_epochs:
-            raise ValueError("incremental.base_warmup_epochs: must not exceed base_epochs")
-        if self.lora_epochs_on not in ("all", "new"):
-            raise ValueError(f"incremental.lora_epochs_on: expected all or new, got {self.lora_epochs_on!r}")
-        if self.update_warmup_epochs > self.update_epochs:
-            raise ValueError("incremental.update_warmup_epochs: must not exceed update_epochs")
-
-    def loop(self, epochs: int, lr: float, warmup: int) -> LoopConfig:
-        """The loop options of one fit (base, update or retrain)."""
-        return LoopConfig(
-            seed=self.seed,
-            epochs=epochs,
-            batch_size=self.batch_size,
-            lr=lr,
-            encoder_lr=self.encoder_lr,
-            max_live_items=self.max_live_items,
-            cache_refresh_steps=self.cache_refresh_steps,
-            encoder_warmup_epochs=warmup,
-            l2sp=self.l2sp,
-            patience=self.patience,
-            checkpoint_every=0,
-            mixed_precision=self.mixed_precision,
-        )
-
-
-SECTIONS = {"data": DataConfig, "model": ModelConfig, "incremental": IncrementalConfig}
-
-
-def parse_args():
-    parser = argparse.ArgumentParser(
-        description=__doc__, epilog=config_help(SECTIONS), formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--config", required=True, help="YAML file under recipes/configs/")
-    args, overrides = parser.parse_known_args()
-    return load_config(SECTIONS, resolve_config(args.config), overrides)  # a file, or a shipped config by name
+def update_loop(training: LoopConfig, epochs: int, lr: float, warmup: int) -> LoopConfig:
+    """An update's loop: the `training` section with the update's epochs, learning rate and warm-up."""
+    return dataclasses.replace(training, epochs=epochs, lr=lr, encoder_warmup_epochs=warmup)
 
 
 def main():
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     logging.getLogger("accelerate").setLevel(logging.WARNING)
-    cfg = parse_args()
-    data_cfg, model_cfg, inc = cfg["data"], cfg["model"], cfg["incremental"]
-    out = Path(inc.output_dir)
-    accelerator = make_accelerator(inc.loop(1, inc.lr, 0))
-    set_seed(inc.seed)
+    cfg = parse_recipe_args("incremental_lora", __doc__)
+    data_cfg, model_cfg, training, inc = cfg["data"], cfg["model"], cfg["training"], cfg["incremental"]
+    out, seed = Path(inc.output_dir), training.seed
+    accelerator = make_accelerator(training)
+    set_seed(seed)
 
     # 1. Data: the E2 stream (base period + T slices, 10% test and 10% validation held out of each)
     with accelerator.main_process_first():
         data = load_data(data_cfg)
-    stream = make_stream(data, inc.base_fraction, inc.num_slices, inc.test_fraction, inc.seed, inc.valid_fraction)
+    stream = make_stream(data, inc.base_fraction, inc.num_slices, inc.test_fraction, seed, inc.valid_fraction)
     periods = range(len(stream.periods))
-    events = [stream.eval_events(p, inc.eval_cap, inc.seed) for p in periods]
-    valid_events = [stream.eval_events(p, inc.eval_cap, inc.seed, split="valid") for p in periods]
+    events = [stream.eval_events(p, inc.eval_cap, seed) for p in periods]
+    valid_events = [stream.eval_events(p, inc.eval_cap, seed, split="valid") for p in periods]
     template = item_template(data, data_cfg)
     texts = template.render_all(data.items)
     logger.info(f"stream: {[p.size for p in stream.periods]} interactions per period; {[len(e) for e in events]} test")
@@ -162,7 +91,7 @@ def main():
     run_config = config_to_dict(cfg)
     run_config["incremental"] = {k: v for k, v in run_config["incremental"].items() if k not in UPDATE_ONLY}
     base_only = {k: v for k, v in run_config["incremental"].items() if not k.startswith("update")}
-    base_config = {**run_config, "incremental": base_only}
+    base_config = {**run_config, "incremental": base_only, "training": {**run_config["training"], "l2sp": 0.0}}
 
     valid_rows = {}  # model id -> NDCG@10 on every period's validation events (what budgets are tuned on)
     current_text = {}  # model id -> its catalogue text vectors from the last evaluation (the encoder has not moved)
@@ -172,7 +101,7 @@ def main():
         validation events of `period`; resumable from `checkpoints`."""
         sequences = stream.user_sequences(positions, targets)
         freq = torch.as_tensor(np.bincount(stream.items[targets], minlength=data.num_items), dtype=torch.float32)
-        objective = TrainingObjective(model, tokens, freq + 1, max_live_items=loop.max_live_items)
+        objective = TrainingObjective(model, tokens, freq + 1)
         result = fit(
             objective,
             WindowExamples(sequences.values(), model.max_history),
@@ -217,7 +146,7 @@ def main():
     checkpoints = out / ".checkpoints"  # kept until the report is written: a restarted run resumes from them
     base_positions = stream.train_positions(0)
     base_model = fresh_model()
-    base_loop = inc.loop(inc.base_epochs, inc.lr, inc.base_warmup_epochs)
+    base_loop = dataclasses.replace(training, l2sp=0.0)  # the base fit has no earlier adapter to pull towards
     base_cost = train(
         base_model, base_positions, base_positions, 0, base_loop, checkpoints / "base", None, base_config
     )
@@ -232,7 +161,7 @@ def main():
         "base_cost": base_cost,
         "strategies": {},
     }
-    update_loop = inc.loop(inc.update_epochs, inc.update_lr, inc.update_warmup_epochs)
+    one_update = update_loop(training, inc.update_epochs, inc.update_lr, inc.update_warmup_epochs)
     per_strategy_events = {}
     for strategy in inc.strategies:
         registry = AdapterRegistry(out / strategy)
@@ -241,7 +170,7 @@ def main():
         model, matrix, costs, latest_events = copy.deepcopy(base_model), [base_row], [], base_events
         prequential_events = []  # NDCG@10 of every test event of slice t under the model trained through t - 1
         valid_prequential, latest_valid = [], valid_rows[id(base_model)]
-        reservoir = Reservoir(inc.reservoir_size, inc.seed)
+        reservoir = Reservoir(inc.reservoir_size, seed)
         reservoir.add(base_positions)
         for t in range(1, len(stream.periods)):
             started = time.perf_counter()
@@ -262,16 +191,16 @@ def main():
                     "window": stream.train_positions(t, start=max(0, t - inc.window + 1)),
                     "continue_all": seen,
                 }[strategy]
-                anchor = trainable_state(model) if inc.l2sp else None
+                anchor = trainable_state(model) if training.l2sp else None
                 split_epochs = inc.lora_epochs_on == "new" and 0 < inc.update_warmup_epochs < inc.update_epochs
                 if split_epochs:  # the cheap epochs learn from slice + replay / window; the LoRA epochs from the slice
-                    cheap = inc.loop(inc.update_warmup_epochs, inc.update_lr, inc.update_warmup_epochs)
-                    lora = inc.loop(inc.update_epochs - inc.update_warmup_epochs, inc.update_lr, 0)
+                    cheap = update_loop(training, inc.update_warmup_epochs, inc.update_lr, inc.update_warmup_epochs)
+                    lora = update_loop(training, inc.update_epochs - inc.update_warmup_epochs, inc.update_lr, 0)
                     first = train(model, seen, targets, t, cheap, ckpt.with_name(ckpt.name + "_cheap"), anchor)
                     second = train(model, seen, new, t, lora, ckpt, anchor)
                     cost = {k: first[k] + second[k] for k in first}
                 else:
-                    cost = train(model, seen, targets, t, update_loop, ckpt, anchor)
+                    cost = train(model, seen, targets, t, one_update, ckpt, anchor)
             elif strategy == "full_retrain":
                 model = fresh_model()  # same starting point and stopping rule as the base run
                 cost = train(model, seen, seen, t, base_loop, ckpt)
@@ -295,7 +224,7 @@ def main():
         summary = strategy_summary(matrix, costs, model.trainable_parameters(), valid_prequential)
         report["strategies"][strategy] = summary
         per_strategy_events[strategy] = torch.cat(prequential_events)
-    add_paired_intervals(report, per_strategy_events, "full_retrain", inc.seed)
+    add_paired_intervals(report, per_strategy_events, "full_retrain", seed)
 
     # 4. Report: JSON, markdown table, plot
     report["rows"] = incremental_rows(report)

@@ -13,17 +13,16 @@ it resumes from the latest checkpoint (`training.resume`); re-running a finished
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-from dataclasses import dataclass, field
+import sys
 from pathlib import Path
 
 import numpy as np
 from accelerate.logging import get_logger
 from accelerate.utils import set_seed
 
-from textrec.config import DataConfig, ModelConfig, config_help, config_to_dict, load_config
+from textrec.config import config_to_dict
 from textrec.data import load_data
 from textrec.data.features import all_targets
 from textrec.data.splits import leave_one_out
@@ -45,9 +44,8 @@ from textrec.protocols.coldstart import (
     slice_of_events,
     without_items,
 )
-from textrec.serve.launch import resolve_config
+from textrec.serve.launch import parse_recipe_args, run_label
 from textrec.train.loop import (
-    LoopConfig,
     TextUserExamples,
     Validation,
     WindowExamples,
@@ -60,54 +58,9 @@ from textrec.train.summary import examples_per_step, flat_config, peak_memory_mb
 logger = get_logger(__name__)
 
 
-@dataclass
-class TrainingConfig(LoopConfig):
-    """The `training` section: the loop's options (`textrec.train.loop.LoopConfig`), the output folder and the loss."""
-
-    output_dir: str = field(default="outputs/train", metadata={"help": "where the model, metrics and checkpoints go"})
-    loss: str = field(default="softmax", metadata={"help": "softmax (in-batch, logQ) | bce | mse (ratings)"})
-    logq_correction: bool = field(default=True, metadata={"help": "subtract log sampling probability (Yi 2019)"})
-    num_negatives: int = field(
-        default=0, metadata={"help": "extra uniformly sampled negatives per batch (bce: per positive)"}
-    )
-    targets_per_user: int = field(default=4, metadata={"help": "text user tower: training targets per user/epoch"})
-    cold_item_fraction: float = field(
-        default=0.0, metadata={"help": "E1-cold: hold this share of items out of training and report warm/cold"}
-    )
-    cold_item_seed: int = field(default=0, metadata={"help": "E1-cold: seed of the held-out items"})
-    text_cache_dir: str | None = field(
-        default=None, metadata={"help": "keep pooled text vectors on disk, keyed by encoder weights and tokens"}
-    )
-
-
-@dataclass
-class HubConfig:
-    """Opt-in upload of the finished model folder to the Hugging Face Hub."""
-
-    push_to_hub: bool = field(default=False, metadata={"help": "push <output_dir>/model when the run ends"})
-    repo_id: str | None = field(default=None, metadata={"help": "e.g. you/textrec-ml100k"})
-    private: bool = field(default=False, metadata={"help": "create the repo as private"})
-
-    def __post_init__(self):
-        if self.push_to_hub and not self.repo_id:
-            raise ValueError("hub.repo_id: required when hub.push_to_hub is true")
-
-
-SECTIONS = {"data": DataConfig, "model": ModelConfig, "training": TrainingConfig, "hub": HubConfig}
-
-
-def parse_args():
-    parser = argparse.ArgumentParser(
-        description=__doc__, epilog=config_help(SECTIONS), formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--config", required=True, help="YAML file under recipes/configs/")
-    args, overrides = parser.parse_known_args()
-    return load_config(SECTIONS, resolve_config(args.config), overrides)  # a file, or a shipped config by name
-
-
 def main():
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    cfg = parse_args()
+    cfg = parse_recipe_args("train", __doc__)
     data_cfg, model_cfg, train_cfg = cfg["data"], cfg["model"], cfg["training"]
     output_dir = Path(train_cfg.output_dir)
     accelerator = make_accelerator(train_cfg, output_dir)
@@ -139,16 +92,7 @@ def main():
     hist_text = history_text(texts, tokenizer, model_cfg)
     popularity = popularity_scores(split.train, data.num_items)  # training counts: logQ, the baseline, E1-cold
     freq = popularity.float() + 1.0
-    objective = TrainingObjective(
-        model,
-        tokens,
-        freq,
-        train_cfg.loss,
-        train_cfg.logq_correction,
-        train_cfg.num_negatives,
-        train_cfg.max_live_items,
-        hist_text,
-    )
+    objective = TrainingObjective(model, tokens, freq, train_cfg.loss, train_cfg.num_negatives, hist_text)
     if model.user_tower == "sequence":
         ratings = split.train_ratings if train_cfg.loss == "mse" else None
         examples = WindowExamples(all_targets(split.train, ratings), model_cfg.max_history)
@@ -240,7 +184,7 @@ def main():
         atomic_write_text(output_dir / "metrics.json", json.dumps(summary, indent=2))
         atomic_write_text(output_dir / "ranks.json", json.dumps({"events": [e.user for e in split.test], **ranks}))
         plot_curve(result.curve, output_dir / "curves.png")
-        print(summary_table(summary))
+        print(summary_table(summary, f"{run_label(sys.argv[1:])}, seed {train_cfg.seed}"))
         if cold:
             print(f"\nE1-cold, test, history masked ({len(cold)} held-out items):\n")
             print(cold_start_markdown(results["cold_start"]))

@@ -149,7 +149,7 @@ def trained_model_dir(tmp_path_factory, _tiny_bert):
     torch.manual_seed(0)
     model, tok = build_model(cfg, data.num_items, base, tok)
     tokens = item_tokens(template.render_all(data.items), tok, cfg, model)
-    objective = TrainingObjective(model, tokens, torch.ones(data.num_items), max_live_items=32)
+    objective = TrainingObjective(model, tokens, torch.ones(data.num_items)).configure(max_live_items=32)
     loop = LoopConfig(
         seed=0,
         epochs=8,

@@ -169,7 +169,7 @@ def test_recipe_end_to_end_writes_the_rows(tmp_path, tiny_bert_dir, monkeypatch)
         f"adversarial.output_dir={out}",
         "adversarial.seeds=[0,1]",
         "adversarial.train_eps_grid=[0.05,0.2]",
-        "adversarial.epochs=3",
+        "training.epochs=3",
         "adversarial.adv_epochs=1",
     ]
     monkeypatch.setattr(sys, "argv", argv)

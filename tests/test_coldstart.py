@@ -93,7 +93,7 @@ def test_id_dropout_drops_the_same_items_in_history_and_candidates(tiny_bert):
     )
     model, tok = build_model(cfg, data.num_items, base, tok)
     tokens = item_tokens(ItemTemplate("{title}").render_all(data.items), tok, cfg, model)
-    objective = TrainingObjective(model, tokens, torch.ones(data.num_items), full_softmax_items=1000)
+    objective = TrainingObjective(model, tokens, torch.ones(data.num_items)).configure(full_softmax_items=1000)
     from textrec.train.objectives import TextVectorCache
 
     cache = TextVectorCache()
@@ -128,7 +128,7 @@ def test_cold_items_are_ranked_by_their_text_after_training(tiny_bert):
         seed=0, epochs=30, batch_size=32, lr=3e-3, encoder_lr=3e-3, cache_refresh_steps=10, max_live_items=32,
         max_grad_norm=0.0, progress=False, checkpoint_every=0,
     )  # fmt: skip
-    objective = TrainingObjective(model, tokens, freq, max_live_items=32)
+    objective = TrainingObjective(model, tokens, freq).configure(max_live_items=32)
     fit(objective, WindowExamples(all_targets(split.train), 20), loop, make_accelerator(loop))
     model.eval()
     vectors = compute_item_vectors(model, compute_text_vectors(model, tokens, desc=None), data.num_items)
@@ -189,7 +189,7 @@ def test_text_loss_adds_a_weighted_text_only_term(tiny_bert):
     )  # fmt: skip
     model, tok = build_model(cfg, data.num_items, base, tok)
     tokens = item_tokens(ItemTemplate("{title}").render_all(data.items), tok, cfg, model)
-    objective = TrainingObjective(model, tokens, torch.ones(data.num_items), full_softmax_items=1000).train()
+    objective = TrainingObjective(model, tokens, torch.ones(data.num_items)).configure(full_softmax_items=1000).train()
     cache = TextVectorCache()
     cache.refresh(compute_text_vectors(model, tokens, desc=None), 0)
     batch = WindowExamples(all_targets(split.train), 20).batch(range(16), 0, "cpu")

@@ -100,3 +100,99 @@ def test_training_rejects_negative_or_non_finite_learning_rates(value):
 
     with pytest.raises(ValueError, match="training.lr: must be a finite number >= 0"):
         load_config({"training": LoopConfig}, None, [f"training.lr={value}"])
+
+
+# ----- the recipes' sections: the library's dataclasses, one declaration and one default per loop option -----
+RECIPES = ("train", "incremental_lora", "domain_transfer", "adversarial_fgsm")
+# Names that two recipes' own sections declare on purpose with different defaults.
+PER_RECIPE = {
+    "output_dir": "each recipe writes to its own folder",
+    "cold_item_fraction": "E1-cold is off in a plain training run; E3 always holds 10% of the target items out",
+}
+
+
+def _every_section():
+    import dataclasses
+
+    for recipe in RECIPES:
+        for section, cls in recipe_sections(recipe).items():
+            yield recipe, section, cls, {f.name: f for f in dataclasses.fields(cls)}
+
+
+def _default(f):
+    import dataclasses
+
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+def test_every_recipe_trains_through_the_library_loop_section():
+    from textrec.train.config import LoopConfig
+
+    for recipe in RECIPES:
+        assert issubclass(recipe_sections(recipe)["training"], LoopConfig), recipe
+        source = (ROOT / "recipes" / f"{recipe}.py").read_text()
+        # the precision (bf16 / fp16) and the rest of the loop reach the Accelerator from the training section
+        assert "make_accelerator(training" in source or "make_accelerator(train_cfg" in source, recipe
+        assert "@dataclass" not in source, f"{recipe}: its sections belong in textrec.protocols.sections"
+        loaded = load_config(recipe_sections(recipe), None, ["training.mixed_precision=bf16"])
+        assert loaded["training"].mixed_precision == "bf16"
+
+
+def test_no_recipe_section_redeclares_a_loop_option():
+    import dataclasses
+
+    from textrec.train.config import LoopConfig
+
+    loop_fields = {f.name for f in dataclasses.fields(LoopConfig)}
+    redeclared = [
+        f"{recipe}.{section}.{name}"
+        for recipe, section, cls, fields in _every_section()
+        if section not in ("data", "model") and not issubclass(cls, LoopConfig)  # data.seed: the synthetic data's
+        for name in fields
+        if name in loop_fields
+    ]
+    assert redeclared == []
+
+
+def test_a_field_shared_by_recipes_has_one_default():
+    defaults: dict[str, dict] = {}
+    for recipe, section, _, fields in _every_section():
+        for name, f in fields.items():
+            defaults.setdefault((section, name) if section in ("data", "model") else name, {})[
+                f"{recipe}.{section}"
+            ] = _default(f)
+    clashes = {
+        name: where
+        for name, where in defaults.items()
+        if name not in PER_RECIPE and len({repr(v) for v in where.values()}) > 1
+    }
+    assert clashes == {}
+
+
+def test_the_library_never_reads_a_recipe_file(monkeypatch):
+    """Sections come from textrec.protocols.sections: loading them opens no recipe file."""
+    import builtins
+
+    opened = []
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", lambda f, *a, **k: opened.append(str(f)) or real_open(f, *a, **k))
+    for recipe in RECIPES:
+        recipe_sections(recipe)
+        recipe_sections(str(ROOT / "recipes" / f"{recipe}.py"))  # a copied recipe file: its name decides
+    assert not [f for f in opened if f.endswith(".py")]
+    with pytest.raises(ValueError, match="unknown recipe 'nope'"):
+        recipe_sections("nope")
+
+
+def test_a_bad_override_is_one_line_and_exit_status_2(capsys, monkeypatch):
+    from textrec.serve.launch import parse_recipe_args
+
+    with pytest.raises(SystemExit) as stop:
+        parse_recipe_args("train", "doc", ["--config", "synthetic_tiny", "modle.dim=3"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "unknown section 'modle'" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    monkeypatch.setenv("RANK", "1")  # the other processes of `accelerate launch` stay quiet
+    with pytest.raises(SystemExit):
+        parse_recipe_args("train", "doc", ["--config", "synthetic_tiny", "modle.dim=3"])
+    assert capsys.readouterr().err == ""

@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 import textrec.train.loop as engine
+import textrec.train.validating as validating
 from textrec.config import ModelConfig
 from textrec.data.features import all_targets, epoch_batches
 from textrec.data.splits import leave_one_out
@@ -30,7 +31,7 @@ def _setup(tiny_bert):
     cfg = ModelConfig(encoder="tiny", dim=16, max_history=10, seq_layers=1, lora_r=4, temperature=0.1, seq_dropout=0.1)
     model, tok = build_model(cfg, DATA.num_items, copy.deepcopy(base), tok)
     tokens = item_tokens(ItemTemplate("{title}").render_all(DATA.items), tok, cfg, model)
-    objective = TrainingObjective(model, tokens, torch.ones(DATA.num_items), max_live_items=8)
+    objective = TrainingObjective(model, tokens, torch.ones(DATA.num_items)).configure(max_live_items=8)
     return objective, WindowExamples(all_targets(SPLIT.train), 10), Validation(SPLIT.valid, DATA.num_items, tokens)
 
 
@@ -104,7 +105,7 @@ def test_resume_after_a_kill_during_validation_after_an_end_of_epoch_checkpoint(
     reference = _run(tiny_bert, tmp_path / "reference", checkpoint_every=per_epoch)
     ckpt = tmp_path / "ckpt"
     with monkeypatch.context() as m:
-        _kill_on_call(m, engine, "evaluate", 2)  # the second epoch's validation; its last step is checkpointed
+        _kill_on_call(m, validating, "evaluate", 2)  # the second epoch's validation; its last step is checkpointed
         with pytest.raises(KeyboardInterrupt):
             _run(tiny_bert, ckpt, checkpoint_every=per_epoch)
     assert (ckpt / f"step_{2 * per_epoch}").is_dir()
@@ -216,20 +217,20 @@ def test_a_frozen_encoder_encodes_another_validation_catalogue_once(tiny_bert, m
     are computed at the first validation and reused, not recomputed every epoch; a trained (LoRA) encoder's are."""
     base, tok = tiny_bert
     calls = []
-    real = engine.compute_text_vectors
+    real = validating.compute_text_vectors
 
     def counting(model, tokens, *args, **kwargs):
         calls.append(tokens)
         return real(model, tokens, *args, **kwargs)
 
-    monkeypatch.setattr(engine, "compute_text_vectors", counting)
+    monkeypatch.setattr(validating, "compute_text_vectors", counting)
     for mode, expected in (("frozen", 1), ("lora", 3)):
         torch.manual_seed(0)
         cfg = ModelConfig(encoder="tiny", dim=16, max_history=10, seq_layers=1, lora_r=4, train_mode=mode)
         model, _ = build_model(cfg, DATA.num_items, copy.deepcopy(base), tok)
         tokens = item_tokens(ItemTemplate("{title}").render_all(DATA.items), tok, cfg, model)
         other = item_tokens(ItemTemplate("{title}").render_all(DATA.items), tok, cfg, model)  # not the same object
-        objective = TrainingObjective(model, tokens, torch.ones(DATA.num_items), max_live_items=8)
+        objective = TrainingObjective(model, tokens, torch.ones(DATA.num_items)).configure(max_live_items=8)
         loop = _loop(patience=10, cache_refresh_steps=1000)
         calls.clear()
         fit(
@@ -246,9 +247,9 @@ def _warmup_run(tiny_bert, monkeypatch, scores, **overrides):
     """A run whose validations score `scores` in turn; returns (final weights, restores, improvement snapshots)."""
     objective, examples, validation = _setup(tiny_bert)
     values = iter(scores)
-    monkeypatch.setattr(engine, "evaluate", lambda *args, **kwargs: {"ndcg@10": next(values)})
+    monkeypatch.setattr(validating, "evaluate", lambda *args, **kwargs: {"ndcg@10": next(values)})
     snapshots, restores = [], []
-    real_state, real_load = engine.trainable_state, engine.load_trainable_state
+    real_state, real_load = validating.trainable_state, validating.load_trainable_state
 
     def snapshot(model):
         snapshots.append({k: v.clone() for k, v in real_state(model).items()})
@@ -258,8 +259,9 @@ def _warmup_run(tiny_bert, monkeypatch, scores, **overrides):
         restores.append((what, {k: v.clone() for k, v in weights.items()}))
         real_load(model, weights, what)
 
-    monkeypatch.setattr(engine, "trainable_state", snapshot)
-    monkeypatch.setattr(engine, "load_trainable_state", restore)
+    monkeypatch.setattr(validating, "trainable_state", snapshot)
+    for module in (engine, validating):  # the warm-up's restore (validating) and the final one (the loop)
+        monkeypatch.setattr(module, "load_trainable_state", restore)
     loop = _loop(epochs=5, encoder_warmup_epochs=5, patience=5, **overrides)
     result = fit(objective, examples, loop, make_accelerator(loop), validation=validation)
     return real_state(objective.model), restores, snapshots, result

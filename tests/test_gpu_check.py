@@ -71,7 +71,7 @@ def _text_objective(tiny_bert, live: bool):
     torch.manual_seed(0)
     model, tok = build_model(cfg, data.num_items, base, tok)
     tokens = item_tokens(ItemTemplate("{title}").render_all(data.items), tok, cfg, model)
-    objective = TrainingObjective(model, tokens, torch.ones(data.num_items), max_live_items=data.num_items)
+    objective = TrainingObjective(model, tokens, torch.ones(data.num_items)).configure(max_live_items=data.num_items)
     objective.live_catalogue = live
     return objective, data, tokens
 

@@ -274,7 +274,7 @@ def test_incremental_recipe_under_two_processes(tmp_path, tiny_bert_dir):
         "model.id_embedding=false",
         f"incremental.output_dir={tmp_path}",
         "incremental.num_slices=2",
-        "incremental.base_epochs=2",
+        "training.epochs=2",
         "incremental.update_epochs=2",
         "incremental.update_warmup_epochs=1",
         "incremental.lora_epochs_on=new",  # replay's two-part update (cheap epoch on slice + reservoir, LoRA on slice)

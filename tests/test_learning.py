@@ -25,7 +25,7 @@ def _valid_ndcg(model, tokens, split):
     return evaluate(model, split.valid, vectors, mask_history=True)["ndcg@10"]
 
 
-def _train(model, tokens, split, epochs=4, max_len=20, refresh=10, **objective_kwargs):
+def _train(model, tokens, split, epochs=4, max_len=20, refresh=10, max_live_items=64, **objective_kwargs):
     """Train through the library's one loop (no validation: a fixed number of epochs); returns the last loss."""
     freq = popularity_scores(split.train, model.num_items).float() + 1
     objective = TrainingObjective(model, tokens, freq, **objective_kwargs)
@@ -36,7 +36,7 @@ def _train(model, tokens, split, epochs=4, max_len=20, refresh=10, **objective_k
         lr=3e-3,
         encoder_lr=3e-3,
         cache_refresh_steps=refresh,
-        max_live_items=objective.max_live_items,
+        max_live_items=max_live_items,
         max_grad_norm=0.0,
         progress=False,
     )

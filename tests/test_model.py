@@ -77,12 +77,12 @@ def test_logq_correction_and_accidental_hits():
     targets = torch.tensor([7, 8])
     columns = torch.tensor([0, 1])
     log_q = torch.log(torch.tensor([0.5, 0.25, 0.25]))
-    loss = InBatchSoftmaxLoss(logq_correction=True)(logits, columns, candidates, targets, log_q)
+    loss = InBatchSoftmaxLoss()(logits, columns, candidates, targets, log_q)
     corrected = logits - log_q
     row0 = -torch.log_softmax(corrected[0, :2], 0)[0]  # column 2 masked
     row1 = -torch.log_softmax(corrected[1], 0)[1]
     assert loss.item() == pytest.approx(((row0 + row1) / 2).item(), rel=1e-5)
-    plain = InBatchSoftmaxLoss(logq_correction=False)(logits, columns, candidates, targets, log_q)
+    plain = InBatchSoftmaxLoss()(logits, columns, candidates, targets, None)
     assert plain.item() != pytest.approx(loss.item())
 
 
@@ -141,7 +141,7 @@ def test_live_encoding_matches_a_fresh_cache(tiny_bert):
     cfg = ModelConfig(encoder="tiny", id_embedding=True, dim=16, lora_dropout=0.0, max_history=10)
     model, tok = build_model(cfg, 30, base, tok)
     tokens = item_tokens([f"alpha item{i}" for i in range(30)], tok, cfg, model)
-    objective = TrainingObjective(model, tokens, torch.ones(30), max_live_items=5)
+    objective = TrainingObjective(model, tokens, torch.ones(30)).configure(max_live_items=5)
     cache = TextVectorCache()
     cache.refresh(compute_text_vectors(model, tokens, batch_size=7, desc=None), step=0)
     model.eval()  # no dropout, so live and cached text vectors agree

@@ -33,7 +33,7 @@ def test_full_softmax_is_the_exact_cross_entropy_over_every_item():
     with torch.no_grad():
         model.item_bias.normal_()
     model.eval()
-    objective = TrainingObjective(model, None, torch.ones(12), full_softmax_items=100).eval()
+    objective = TrainingObjective(model, None, torch.ones(12)).configure(full_softmax_items=100).eval()
     assert objective.full_softmax
     inputs, targets = _windows(12)
     loss = objective(targets, inputs)
@@ -49,13 +49,13 @@ def test_full_softmax_equals_the_sampled_loss_when_every_item_is_a_candidate_and
     inputs, targets = _windows(10, rows=8)
     valid = targets >= 0
     assert len(torch.unique(targets[valid])) == 10  # the batch's targets cover the catalogue
-    full = TrainingObjective(model, None, torch.ones(10), full_softmax_items=10).eval()
-    sampled = TrainingObjective(model, None, torch.ones(10), logq_correction=False, full_softmax_items=0).eval()
+    full = TrainingObjective(model, None, torch.ones(10)).configure(full_softmax_items=10).eval()
+    sampled = TrainingObjective(model, None, torch.ones(10)).configure(logq="none", full_softmax_items=0).eval()
     assert full.full_softmax and not sampled.full_softmax
     # accidental hits: the sampled loss masks other rows' copies of a row's own positive, which the full softmax
     # never has (one column per item), so the two agree exactly
     assert full(targets, inputs).item() == pytest.approx(sampled(targets, inputs).item(), rel=1e-6)
-    capped = TrainingObjective(model, None, torch.ones(10), full_softmax_items=9)
+    capped = TrainingObjective(model, None, torch.ones(10)).configure(full_softmax_items=9)
     assert not capped.full_softmax  # above the size limit: the sampled softmax
 
 
@@ -66,7 +66,7 @@ def test_full_softmax_trains_live_items_from_the_batch_targets(tiny_bert):
     data = make_synthetic(num_users=20, num_items=40, seed=0)
     model, tok = build_model(cfg, data.num_items, base, tok)
     tokens = item_tokens(ItemTemplate("{title}").render_all(data.items), tok, cfg, model)
-    objective = TrainingObjective(model, tokens, torch.ones(40), max_live_items=3, full_softmax_items=100)
+    objective = TrainingObjective(model, tokens, torch.ones(40)).configure(max_live_items=3, full_softmax_items=100)
     cache = TextVectorCache()
     cache.refresh(compute_text_vectors(model, tokens, 64, None, None), 0)
     calls = []
@@ -122,3 +122,38 @@ def test_item_bias_reaches_the_recommender_and_new_items_get_none(tiny_bert, tmp
     # the same text as item 0 but no trained bias: its score is item 0's minus item 0's bias (-2)
     assert scores[new] == pytest.approx(scores[data.item_ids[0]] + 2.0, abs=1e-3)
     assert np.isfinite(list(scores.values())).all()
+
+
+def test_the_loop_options_of_the_objective_have_one_source(tmp_path):
+    """`fit` sets max_live_items / logq / full_softmax_items from its LoopConfig: the objective's constructor has
+    no such knob to be silently overwritten, and `configure` checks what it is given."""
+    import inspect
+
+    from textrec.data.features import all_targets
+    from textrec.data.splits import leave_one_out
+    from textrec.train.loop import LoopConfig, WindowExamples, fit, make_accelerator
+
+    assert not {"max_live_items", "logq", "logq_correction", "full_softmax_items"} & set(
+        inspect.signature(TrainingObjective).parameters
+    )
+    with pytest.raises(ValueError, match="logq: expected one of"):
+        TrainingObjective(TwoTowerModel(num_items=4, dim=8, id_embedding=True), None, torch.ones(4)).configure(
+            logq="exact"
+        )
+    data = make_synthetic(num_users=40, num_items=20, seed=0)
+    model = TwoTowerModel(num_items=data.num_items, dim=8, id_embedding=True, max_history=5, seq_layers=1)
+    objective = TrainingObjective(model, None, torch.ones(data.num_items))
+    config = LoopConfig(epochs=1, logq="inclusion", full_softmax_items=1000, max_live_items=7, progress=False)
+    examples = WindowExamples(all_targets(leave_one_out(data).train), 5)
+    fit(objective, examples, config, make_accelerator(config))
+    assert (objective.logq, objective.full_softmax) == ("inclusion", True)
+
+
+def test_logq_none_leaves_the_sampled_logits_uncorrected():
+    model = TwoTowerModel(num_items=10, dim=8, id_embedding=True, max_history=5, seq_layers=1).eval()
+    freq = torch.arange(1.0, 11.0)
+    plain = TrainingObjective(model, None, freq).configure(logq="none")
+    corrected = TrainingObjective(model, None, freq).configure(logq="inclusion")
+    targets = torch.tensor([1, 2, 3])
+    assert plain.softmax_candidates(targets, np.random.default_rng(0), False)[3] is None
+    assert corrected.softmax_candidates(targets, np.random.default_rng(0), False)[3] is not None

@@ -42,7 +42,7 @@ def main(out: Path) -> None:
         torch.manual_seed(0)
         model, tok = build_model(cfg, data.num_items, base, tok if encoder else None)
         tokens = item_tokens(template.render_all(data.items), tok, cfg, model) if encoder else None
-        objective = TrainingObjective(model, tokens, torch.ones(data.num_items), max_live_items=16)
+        objective = TrainingObjective(model, tokens, torch.ones(data.num_items)).configure(max_live_items=16)
         loop = LoopConfig(epochs=2, batch_size=16, lr=1e-2, encoder_lr=1e-2, progress=False)
         fit(objective, WindowExamples(all_targets(split.train), 10), loop, make_accelerator(loop))
         model.eval()

@@ -37,15 +37,50 @@ def recipe_names() -> list[str]:
 
 
 def recipe_sections(name: str) -> dict:
-    """A shipped recipe's `SECTIONS` (section name -> config dataclass), read by loading its file as a module."""
-    import importlib.util
-    import sys
+    """A recipe's config sections (section name -> dataclass), from the library's `RECIPE_SECTIONS`: a shipped
+    recipe's name (`train`) or the path of a recipe file named like one (a copy made by `textrec configs cp`)."""
+    from textrec.protocols.sections import RECIPE_SECTIONS
 
-    spec = importlib.util.spec_from_file_location(f"recipe_{name}", resolve_recipe(name))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module.SECTIONS
+    stem = Path(name).stem
+    if stem not in RECIPE_SECTIONS:
+        raise ValueError(f"unknown recipe {name!r} (known: {', '.join(RECIPE_SECTIONS)})")
+    return RECIPE_SECTIONS[stem]
+
+
+def parse_recipe_args(recipe: str, description: str, argv: Sequence[str] | None = None) -> dict:
+    """A recipe's command line, `--config FILE_OR_NAME [section.field=value ...]`, loaded into its sections. A bad
+    config or override ends the process with one line that names the field (printed by the first process only,
+    so `accelerate launch` with several processes shows it once), and exit status 2."""
+    import argparse
+
+    from textrec.config import config_help, load_config
+
+    sections = recipe_sections(recipe)
+    parser = argparse.ArgumentParser(
+        description=description, epilog=config_help(sections), formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config", required=True, help="a YAML file, or a shipped config's name (textrec configs)")
+    args, overrides = parser.parse_known_args(argv)
+    try:
+        return load_config(sections, resolve_config(args.config), overrides)
+    except ValueError as err:
+        first_process = os.environ.get("RANK", "0") == "0"
+        parser.exit(2, f"{parser.prog}: error: {err}\n" if first_process else None)
+
+
+def run_label(argv: Sequence[str]) -> str:
+    """A recipe run as a reader finds it in the benchmark tables: the config's name and the overrides given
+    (`ml100k_minilm training.epochs=3`)."""
+    words, config = [], ""
+    for i, arg in enumerate(argv):
+        if arg.startswith("--config="):
+            config = arg.partition("=")[2]
+        elif arg == "--config" and i + 1 < len(argv):
+            config = argv[i + 1]
+        elif i == 0 or argv[i - 1] != "--config":
+            words.append(arg)
+    stem = Path(config).name.removesuffix(".yaml").removesuffix(".yml")
+    return " ".join([stem, *words]) if stem else " ".join(words)
 
 
 @dataclass(frozen=True)

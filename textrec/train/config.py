@@ -1,12 +1,13 @@
-"""`LoopConfig`: how `fit` trains (the `training` section of a recipe: budget, optimisation, validation,
-checkpoints)."""
+"""`LoopConfig`: how `fit` trains (the `training` section of every recipe: budget, optimisation, validation,
+checkpoints), and `TrainingConfig`, the train recipe's `training` section (the loop's options, the output folder,
+the loss and E1-cold)."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
 
-from textrec.train.losses import LOGQ_KINDS
+from textrec.train.losses import LOGQ_KINDS, LOSSES
 
 SCHEDULERS = ("constant", "linear", "cosine", "plateau")
 PRECISIONS = ("no", "fp16", "bf16")
@@ -63,7 +64,8 @@ class LoopConfig:
     logq: str = _help(
         "sampled softmax correction: inclusion (log P(item among the de-duplicated candidates), the exact one) | "
         "expected_count (log of the expected count, Yi et al. 2019: over-corrects popular items, which pushes them "
-        "up at inference; the default, chosen on ml-100k validation for ID-only and text + id models)",
+        "up at inference; the default, chosen on ml-100k validation for ID-only and text + id models) | none (no "
+        "correction)",
         "expected_count",
     )
     cache_refresh_steps: int = _help("recompute cached item text vectors every N optimizer steps (LoRA only)", 50)
@@ -116,3 +118,28 @@ class LoopConfig:
                 "training.encoder_warmup_patience: must be >= 0, and needs training.encoder_warmup_epochs > 0 (the "
                 f"longest warm-up), got {self.encoder_warmup_patience} with {self.encoder_warmup_epochs}"
             )
+
+
+@dataclass
+class TrainingConfig(LoopConfig):
+    """The train recipe's `training` section: the loop's options (`LoopConfig`), the output folder, the loss and
+    E1-cold."""
+
+    output_dir: str = _help("where the model, metrics and checkpoints go", "outputs/train")
+    loss: str = _help("softmax (in-batch, logQ: see logq) | bce | mse (ratings)", "softmax")
+    num_negatives: int = _help("extra uniformly sampled negatives per batch (bce: per positive)", 0)
+    targets_per_user: int = _help("text user tower: training targets per user/epoch", 4)
+    cold_item_fraction: float = _help("E1-cold: hold this share of items out of training and report warm/cold", 0.0)
+    cold_item_seed: int = _help("E1-cold: seed of the held-out items", 0)
+    text_cache_dir: str | None = _help("keep pooled text vectors on disk, keyed by encoder weights and tokens", None)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.loss not in LOSSES:
+            raise ValueError(f"training.loss: expected one of {LOSSES}, got {self.loss!r}")
+        if self.loss == "bce" and self.num_negatives < 1:
+            raise ValueError("training.num_negatives: the bce loss needs at least 1 sampled negative")
+        if self.num_negatives < 0 or self.targets_per_user < 1:
+            raise ValueError("training.num_negatives: must be >= 0; training.targets_per_user: must be >= 1")
+        if not 0.0 <= self.cold_item_fraction < 1.0:
+            raise ValueError(f"training.cold_item_fraction: must be in [0, 1), got {self.cold_item_fraction}")

@@ -163,7 +163,7 @@ def update_adapter(
         sequences[int(user)] = (items[mine], is_target[mine])
     freq = torch.as_tensor(np.bincount(items[is_target], minlength=len(catalogue)), dtype=torch.float32) + 1
     anchor = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-    objective = TrainingObjective(model, tokens, freq, max_live_items=config.max_live_items)
+    objective = TrainingObjective(model, tokens, freq)
     valid = None
     if validation is not None:
         events = _validation_events(positions_data, validation, index)

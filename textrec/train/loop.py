@@ -19,98 +19,30 @@ candidates.
 from __future__ import annotations
 
 import json
-import logging
-import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from textrec.data.features import epoch_batches
-from textrec.evaluate.ranking import compute_item_vectors, compute_text_vectors, evaluate
 from textrec.train.checkpoints import Checkpoints, config_differences, load_trainable_state, trainable_state
 from textrec.train.config import LoopConfig
 from textrec.train.examples import TextUserExamples, Validation, WindowExamples
 from textrec.train.objectives import TextVectorCache, TrainingObjective, encoder_is_trainable
 from textrec.train.placement import ForwardDeviceProbe, placement_report
-
-logger = logging.getLogger(__name__)
-
-
-@dataclass
-class FitResult:
-    """What a `fit` call did. `model` holds the best validated weights when validation was given."""
-
-    best_valid_ndcg: float
-    best_step: int
-    epochs: float
-    steps: int
-    examples: int
-    train_seconds: float
-    stopped: str  # early | budget | epochs
-    curve: list = field(default_factory=list)
-    text_vectors: torch.Tensor | None = None  # the catalogue's text vectors, when still valid for the final encoder
-    encoder_joined: int | None = None  # the epoch after which the encoder trained (None: it never did)
-    placement: dict | None = None  # with `check_placement`: what was checked on which device
-
-    def cost(self) -> dict:
-        return {"seconds": self.train_seconds, "steps": self.steps, "examples": self.examples, "epochs": self.epochs}
-
-
-@dataclass
-class _LoopState:
-    epoch: int = 0
-    step_in_epoch: int = 0
-    global_step: int = 0
-    micro_step: int = 0
-    best: float = -1.0
-    best_step: int = -1
-    bad_evals: int = 0
-    done: str = ""
-    train_seconds: float = 0.0
-    examples: int = 0
-    last_loss: float = float("nan")
-    encoder_moved: bool = True
-    encoder_joins: int = -1  # the epoch the encoder joined at, once a warm-up with patience ended (-1: not yet)
-    warmup_bad_evals: int = 0
-    curve: list = field(default_factory=list)
-
-
-def make_accelerator(config: LoopConfig, project_dir: str | Path | None = None):
-    """The Accelerator a recipe trains with: any device, `config.mixed_precision`, trackers under `project_dir`."""
-    from accelerate import Accelerator, DistributedDataParallelKwargs
-
-    return Accelerator(
-        mixed_precision=config.mixed_precision,
-        log_with=config.log_with,
-        project_dir=str(project_dir) if project_dir else None,
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
-        # Several processes without a GPU: accelerate needs cpu=True to form a gloo group (MULTI_CPU).
-        cpu=not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1,
-    )
-
-
-def per_process_batch(config: LoopConfig, num_processes: int) -> int:
-    if config.global_batch_size <= 0:
-        return config.batch_size
-    share = num_processes * config.gradient_accumulation_steps
-    if config.global_batch_size % share:
-        raise ValueError(
-            f"training.global_batch_size: {config.global_batch_size} is not divisible by processes x accumulation "
-            f"({num_processes} x {config.gradient_accumulation_steps})"
-        )
-    return config.global_batch_size // share
-
-
-def optimizer_groups(model, lr: float, encoder_lr: float) -> list[dict]:
-    """Trainable parameters in two groups: the encoder's (LoRA) at `encoder_lr`, all others at `lr`."""
-    encoder = [p for n, p in model.named_parameters() if p.requires_grad and "_encoder." in n]
-    heads = [p for n, p in model.named_parameters() if p.requires_grad and "_encoder." not in n]
-    return [{"params": heads, "lr": lr}] + ([{"params": encoder, "lr": encoder_lr}] if encoder else [])
+from textrec.train.setup import (  # noqa: F401 (re-exported)
+    FitResult,
+    LoopState,
+    make_accelerator,
+    make_scheduler,
+    optimizer_groups,
+    per_process_batch,
+    target_gatherer,
+)
+from textrec.train.validating import ValidationSteps
 
 
 def fit(
@@ -148,7 +80,7 @@ def fit(
     return loop.run()
 
 
-class _Loop:
+class _Loop(ValidationSteps):
     """One `fit` call, in named steps: setup, epochs of steps, validations (early stopping, the encoder warm-up),
     checkpoints, and the result."""
 
@@ -157,7 +89,7 @@ class _Loop:
         self.accelerator, self.validation, self.desc = accelerator, validation, desc
         self.model = objective.model
         self.batch_size = per_process_batch(config, accelerator.num_processes)
-        self.state, self.cache, self.best = _LoopState(), TextVectorCache(), None
+        self.state, self.cache, self.best = LoopState(), TextVectorCache(), None
         self.probe, self.placement = None, None  # `check_placement`: the first step's forward probe, its report
         self.validation_text = []  # a frozen encoder's vectors of a validation catalogue other than the training one
 
@@ -172,9 +104,9 @@ class _Loop:
             total_steps = min(total_steps, config.max_steps)
         groups = optimizer_groups(self.model, config.lr, config.encoder_lr)
         optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
-        self.scheduler = _scheduler(config, optimizer, total_steps)
+        self.scheduler = make_scheduler(config, optimizer, total_steps)
         several = config.gather_negatives and accelerator.num_processes > 1
-        objective.gather_targets = _gatherer(accelerator) if several else None
+        objective.gather_targets = target_gatherer(accelerator) if several else None
         if text_vectors is not None and objective.item_tokens is not None:
             if len(text_vectors) != len(objective.item_tokens):
                 raise ValueError(f"text_vectors: {len(text_vectors)} rows for {len(objective.item_tokens)} items")
@@ -185,9 +117,7 @@ class _Loop:
             self.best = self.ckpt.load(
                 self.resume_from, self.model, optimizer, self.scheduler, self.cache, state, self.run_config
             )
-            logger.info(
-                f"{self.desc}: resumed from {self.resume_from} (epoch {state.epoch}, step {state.global_step})"
-            )
+            self.say(f"{self.desc}: resumed from {self.resume_from} (epoch {state.epoch}, step {state.global_step})")
         self.wrapped, self.optimizer = accelerator.prepare(objective, optimizer)
         self.device = accelerator.device
         objective.to(self.device)
@@ -209,102 +139,6 @@ class _Loop:
             accelerator.num_processes,
             multiple=self.config.gradient_accumulation_steps,
         )
-
-    # ----- where the encoder warm-up stands -----
-    def join_epoch(self) -> int:
-        state = self.state
-        return state.encoder_joins if state.encoder_joins >= 0 else self.config.encoder_warmup_epochs
-
-    def learning(self) -> bool:
-        return encoder_is_trainable(self.model) and self.state.epoch >= self.join_epoch()
-
-    def encoder_trained(self) -> bool:  # a whole epoch, or part of one cut short by the budget, after the join
-        state = self.state
-        return state.epoch > self.join_epoch() or (state.epoch == self.join_epoch() and state.step_in_epoch > 0)
-
-    def warming_up(self) -> bool:
-        """Validations up to the end of the encoder warm-up epochs do not count towards patience."""
-        return encoder_is_trainable(self.model) and self.state.epoch <= self.join_epoch()
-
-    def end_warmup_on_plateau(self, improved: bool) -> None:
-        """With `encoder_warmup_patience`: end the warm-up once it stalls (or at its last epoch), restoring its best
-        weights, so that the encoder joins from the converged frozen model."""
-        config, state = self.config, self.state
-        if not (config.encoder_warmup_patience and encoder_is_trainable(self.model) and state.encoder_joins < 0):
-            return
-        state.warmup_bad_evals = 0 if improved else state.warmup_bad_evals + 1
-        stalled = state.warmup_bad_evals >= config.encoder_warmup_patience
-        if stalled or state.epoch >= config.encoder_warmup_epochs:
-            state.encoder_joins, state.bad_evals = state.epoch, 0
-            if self.best is not None:
-                load_trainable_state(self.model, self.best, "best warm-up weights")
-            logger.info(f"{self.desc}: the encoder joins after epoch {state.epoch}, from the warm-up's best weights")
-
-    # ----- the text cache and validation -----
-    def refresh_cache(self, step: int) -> None:
-        state, cache = self.state, self.cache
-        if state.encoder_moved or cache.vectors is None:
-            tokens, batch = self.objective.item_tokens, self.config.eval_batch_size
-            cache.refresh(compute_text_vectors(self.model, tokens, batch, self.accelerator, None), step)
-            state.encoder_moved = False
-        else:  # the encoder has not moved since the last refresh: same vectors, the schedule restarts
-            cache.refresh(cache.vectors, step)
-
-    def validation_vectors(self):
-        """The pooled text vectors validation ranks with: the cache while it is current, else encoded now."""
-        validation, model = self.validation, self.model
-        if not model.has_text:
-            return None
-        same_catalogue = validation.item_tokens is None or validation.item_tokens is self.objective.item_tokens
-        if same_catalogue and self.cache.vectors is not None and not self.state.encoder_moved:
-            return self.cache.vectors
-        if not encoder_is_trainable(model) and self.validation_text:  # a frozen encoder: encoded once
-            return self.validation_text[0]
-        text = compute_text_vectors(model, validation.item_tokens, self.config.eval_batch_size, self.accelerator, None)
-        if not encoder_is_trainable(model):
-            self.validation_text.append(text)
-        return text
-
-    def validate(self):
-        if self.validation is None:
-            return None
-        vectors = compute_item_vectors(self.model, self.validation_vectors(), self.validation.num_items)
-        return evaluate(
-            self.model,
-            self.validation.events,
-            vectors,
-            mask_history=True,
-            batch_size=self.config.eval_batch_size,
-            history_text=self.validation.history_text,
-            accelerator=self.accelerator,
-        )
-
-    def after_validation(self) -> None:
-        """Record a validation, keep the best weights, decide on early stopping."""
-        state, config = self.state, self.config
-        metrics = self.validate()
-        point = {"epoch": state.epoch, "step": state.global_step, "loss": state.last_loss}
-        point["train_seconds"] = state.train_seconds
-        if metrics is not None:
-            point["valid_ndcg@10"] = metrics["ndcg@10"]
-            self.accelerator.log({f"valid/{k}": v for k, v in metrics.items()}, step=state.global_step)
-            if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                self.scheduler.step(metrics["ndcg@10"])
-            improved = metrics["ndcg@10"] > state.best
-            if improved:
-                state.best, state.best_step, state.bad_evals = metrics["ndcg@10"], state.global_step, 0
-                self.best = trainable_state(self.model)
-            elif not self.warming_up():  # patience counts once the encoder has joined (or from the start if frozen)
-                state.bad_evals += 1
-                if state.bad_evals >= config.patience:
-                    state.done = state.done or "early"
-            if self.warming_up():
-                self.end_warmup_on_plateau(improved)
-            logger.info(
-                f"{self.desc} epoch {state.epoch} step {state.global_step}: valid NDCG@10 {metrics['ndcg@10']:.4f} "
-                f"(best {state.best:.4f}; {state.train_seconds:.0f}s)"
-            )
-        state.curve.append(point)
 
     def checkpoint(self) -> None:
         if self.ckpt:
@@ -328,11 +162,12 @@ class _Loop:
     def start_epoch(self) -> None:
         """The objective's settings for this epoch: what is live depends on whether the encoder trains yet."""
         config, objective, learning = self.config, self.objective, self.learning()
-        objective.train()
-        objective.max_live_items = config.max_live_items if learning else 0
-        objective.use_full_softmax(config.full_softmax_items)
-        objective.logq = config.logq
-        objective.live_catalogue = config.live_catalogue and learning
+        objective.train().configure(
+            max_live_items=config.max_live_items if learning else 0,
+            full_softmax_items=config.full_softmax_items,
+            logq=config.logq,
+            live_catalogue=config.live_catalogue and learning,
+        )
         self.refresh_every = config.cache_refresh_steps if learning and not config.live_catalogue else 0
 
     def run_epoch(self) -> None:
@@ -402,7 +237,7 @@ class _Loop:
             self.probe.stop()
             extra = {"text_vector_cache": self.cache.vectors}
             self.placement = placement_report(self.probe, self.objective, self.optimizer, extra, self.device)
-            logger.info(f"{self.desc}: placement checked: {self.placement}")
+            self.say(f"{self.desc}: placement checked: {self.placement}")
             self.probe = None
         self.optimizer.zero_grad()
         state.global_step += 1
@@ -446,27 +281,6 @@ class _Loop:
             encoder_joined=self.join_epoch() if trainable and self.encoder_trained() else None,
             placement=self.placement,
         )
-
-
-def _scheduler(config: LoopConfig, optimizer, total_steps: int):
-    if config.scheduler == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=1)
-    from transformers import get_scheduler
-
-    name = "constant_with_warmup" if config.scheduler == "constant" else config.scheduler
-    return get_scheduler(name, optimizer, num_warmup_steps=config.warmup_steps, num_training_steps=max(1, total_steps))
-
-
-def _gatherer(accelerator) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Every process's target ids (padding removed), in process order."""
-
-    def gather(ids: torch.Tensor) -> torch.Tensor:
-        padded = accelerator.pad_across_processes(ids, dim=0, pad_index=-1)
-        everything = accelerator.gather(padded)
-        return everything[everything >= 0]
-
-    gather.processes = accelerator.num_processes
-    return gather
 
 
 __all__ = [

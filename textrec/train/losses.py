@@ -21,12 +21,8 @@ class InBatchSoftmaxLoss(nn.Module):
     target_ids [P] (item indices, to find accidental hits); log_q [C] or None (no correction).
     """
 
-    def __init__(self, logq_correction: bool = True):
-        super().__init__()
-        self.logq_correction = logq_correction
-
     def forward(self, logits, target_columns, candidate_ids, target_ids, log_q=None):
-        if self.logq_correction and log_q is not None:
+        if log_q is not None:
             logits = logits - log_q.to(logits.dtype)
         if torch.unique(candidate_ids).numel() == candidate_ids.numel():
             # distinct candidates: a row's item sits only in its labelled column, so there is no accidental hit
@@ -60,7 +56,8 @@ class RatingMSELoss(nn.Module):
         return F.mse_loss(predicted.float(), ratings.float())
 
 
-LOGQ_KINDS = ("inclusion", "expected_count")
+LOSSES = ("softmax", "bce", "mse")
+LOGQ_KINDS = ("inclusion", "expected_count", "none")
 
 
 def log_sampling_probability(
@@ -76,7 +73,7 @@ def log_sampling_probability(
     purpose: the over-correction pushes popular items up at inference, which ml-100k validation rewards for ID-only
     and text + id models (see docs/benchmarks.md).
     """
-    if kind not in LOGQ_KINDS:
+    if kind not in LOGQ_KINDS or kind == "none":
         raise ValueError(f"logq: expected one of {LOGQ_KINDS}, got {kind!r}")
     n = item_freq.numel()
     if kind == "expected_count":

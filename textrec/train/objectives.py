@@ -16,9 +16,14 @@ from torch import nn
 
 from textrec.data.features import HistoryText, ItemTokens
 from textrec.model.towers import TwoTowerModel
-from textrec.train.losses import InBatchSoftmaxLoss, RatingMSELoss, SampledBCELoss, log_sampling_probability
-
-LOSSES = ("softmax", "bce", "mse")
+from textrec.train.losses import (
+    LOGQ_KINDS,
+    LOSSES,
+    InBatchSoftmaxLoss,
+    RatingMSELoss,
+    SampledBCELoss,
+    log_sampling_probability,
+)
 
 
 class TextVectorCache:
@@ -55,9 +60,10 @@ class TrainingObjective(nn.Module):
     negatives), or "mse" (ratings). The softmax is exact over the whole catalogue while it has at most
     `full_softmax_items` items (every item a candidate, no correction needed); above that it is the in-batch sampled
     softmax over the batch's de-duplicated targets plus `num_negatives` uniform extra negatives, logQ-corrected
-    (`logq`: each candidate's inclusion probability, or the expected count of Yi et al. 2019). Either way, at most
-    `max_live_items` of the batch's *target* items are encoded live (with gradient into the encoder); every other
-    item vector comes from the text cache.
+    (`logq`: each candidate's inclusion probability, the expected count of Yi et al. 2019, or none). Either way,
+    at most `max_live_items` of the batch's *target* items are encoded live (with gradient into the encoder); every
+    other item vector comes from the text cache. `fit` sets `max_live_items`, `logq`, `full_softmax_items` and
+    `live_catalogue` from its `LoopConfig` (`configure`).
     """
 
     def __init__(
@@ -66,12 +72,8 @@ class TrainingObjective(nn.Module):
         item_tokens: ItemTokens | None,
         item_freq: torch.Tensor,
         loss: str = "softmax",
-        logq_correction: bool = True,
         num_negatives: int = 0,
-        max_live_items: int = 64,
         history_text: HistoryText | None = None,
-        full_softmax_items: int = 0,
-        logq: str = "expected_count",
     ):
         super().__init__()
         if loss not in LOSSES:
@@ -82,27 +84,38 @@ class TrainingObjective(nn.Module):
         self.item_tokens = item_tokens
         self.register_buffer("item_freq", item_freq.float() / item_freq.sum().clamp_min(1), persistent=False)
         self.loss_name = loss
-        self.softmax = InBatchSoftmaxLoss(logq_correction)
+        self.softmax = InBatchSoftmaxLoss()
         self.bce = SampledBCELoss()
         self.mse = RatingMSELoss()
         self.num_negatives = num_negatives
-        self.max_live_items = max_live_items
         self.history_text = history_text
         self._dropped = None  # per forward: the items that step treats as new (`model.id_dropout`)
-        # Set by the loop (`training.live_catalogue`): every step encodes the whole catalogue live, with gradient,
-        # and history and candidates read it instead of the cache.
-        self.live_catalogue = False
         self._catalogue_text = None  # per forward: that step's live text vectors of every item
         self._catalogue_tokens = None  # the padded catalogue on the device, made once
-        self.use_full_softmax(full_softmax_items)
-        self.logq = logq
+        self.configure()
         # Set by the loop under several processes: target ids of all processes, so every process ranks its targets
         # against the same in-batch candidates as one process with the whole batch would.
         self.gather_targets = None
 
-    def use_full_softmax(self, max_items: int) -> None:
-        """The softmax loss is exact over the whole catalogue while it has at most `max_items` items."""
-        self.full_softmax = self.loss_name == "softmax" and 0 < self.model.num_items <= max_items
+    def configure(
+        self,
+        max_live_items: int = 64,
+        full_softmax_items: int = 0,
+        logq: str = "expected_count",
+        live_catalogue: bool = False,
+    ) -> TrainingObjective:
+        """The step's settings, as `LoopConfig` names them (and with its defaults): `fit` sets them from its config
+        at every epoch start (what is live depends on whether the encoder trains yet), so they have one source.
+        Called by hand only when the objective is used outside `fit`. Returns the objective."""
+        if logq not in LOGQ_KINDS:
+            raise ValueError(f"logq: expected one of {LOGQ_KINDS}, got {logq!r}")
+        self.max_live_items = max_live_items
+        self.logq = logq
+        # every step encodes the whole catalogue live, with gradient, and history and candidates read it
+        self.live_catalogue = live_catalogue
+        # the softmax loss is exact over the whole catalogue while it has at most `full_softmax_items` items
+        self.full_softmax = self.loss_name == "softmax" and 0 < self.model.num_items <= full_softmax_items
+        return self
 
     # ----- item vectors for a set of item indices -----
     def id_view(self, ids: torch.Tensor) -> torch.Tensor:
@@ -202,7 +215,7 @@ class TrainingObjective(nn.Module):
         else:
             extra = self._uniform(self.num_negatives, rng, target_ids.device)
             candidates = torch.unique(torch.cat([batch_targets, extra]))
-            if self.softmax.logq_correction:
+            if self.logq != "none":
                 offset = -log_sampling_probability(
                     candidates, self.item_freq, len(batch_targets), self.num_negatives, self.logq
                 )

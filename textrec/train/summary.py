@@ -35,31 +35,37 @@ def flat_config(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def summary_table(summary: dict) -> str:
+def summary_table(summary: dict, name: str = "textrec") -> str:
+    """The metrics table a recipe prints: the same columns as the README's results table (test NDCG@10 with the
+    history masked and unmasked, validation NDCG@10, epochs, training seconds), then Recall / MRR / NDCG@20 and the
+    run's cost. `name` labels the run's row (e.g. the config file and seed)."""
+    results = summary["results"]
     lines = [
         "",
-        "| model | mask_history | NDCG@10 | Recall@10 | MRR@10 | NDCG@20 | Recall@20 | events |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | NDCG@10 masked | NDCG@10 unmasked | valid NDCG@10 | epochs | train s |",
+        "|---|---|---|---|---|---|",
+        f"| {name} | {results['test_mask=True']['ndcg@10']:.4f} | {results['test_mask=False']['ndcg@10']:.4f} | "
+        f"{summary['best_valid_ndcg@10']:.4f} | {summary['epochs']:g} ({summary['stopped']}) | "
+        f"{summary['train_seconds']:.0f} |",
+        f"| popularity | {results['popularity_mask=True']['ndcg@10']:.4f} | "
+        f"{results['popularity_mask=False']['ndcg@10']:.4f} | - | 0 | 0 |",
+        "",
+        "| test, history masked | Recall@10 | MRR@10 | NDCG@20 | Recall@20 | events |",
+        "|---|---|---|---|---|---|",
     ]
-    for name, label in (("test", "textrec"), ("popularity", "popularity")):
-        for mask in (True, False):
-            m = summary["results"][f"{name}_mask={mask}"]
-            lines.append(
-                f"| {label} | {mask} | {m['ndcg@10']:.4f} | {m['recall@10']:.4f} | {m['mrr@10']:.4f} | "
-                f"{m['ndcg@20']:.4f} | {m['recall@20']:.4f} | {m['n_events']} |"
-            )
-    lines.append(
-        f"\nbest valid NDCG@10 {summary['best_valid_ndcg@10']:.4f}; {summary['epochs']} epochs "
-        f"(stopped: {summary['stopped']}), "
-        f"{summary['optimizer_steps']} steps, {summary['train_seconds']:.0f}s training, "
-        f"{summary['epoch_seconds']:.1f}s/epoch, {summary['examples_per_second']:.0f} examples/s, "
-        f"{summary['trainable_params']:,} trainable parameters"
-    )
-    if "rmse" in summary["results"]["test_mask=True"]:
+    for label, key in ((name, "test_mask=True"), ("popularity", "popularity_mask=True")):
+        m = results[key]
         lines.append(
-            f"ratings: RMSE {summary['results']['test_mask=True']['rmse']:.4f}, "
-            f"MAE {summary['results']['test_mask=True']['mae']:.4f}"
+            f"| {label} | {m['recall@10']:.4f} | {m['mrr@10']:.4f} | {m['ndcg@20']:.4f} | {m['recall@20']:.4f} | "
+            f"{m['n_events']} |"
         )
+    lines.append(
+        f"\n{summary['optimizer_steps']} steps, {summary['epoch_seconds']:.1f}s/epoch, "
+        f"{summary['examples_per_second']:.0f} examples/s, {summary['trainable_params']:,} trainable parameters"
+    )
+    if "rmse" in results["test_mask=True"]:
+        m = results["test_mask=True"]
+        lines.append(f"ratings: RMSE {m['rmse']:.4f}, MAE {m['mae']:.4f}")
     return "\n".join(lines)
 
 
