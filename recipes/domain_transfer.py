@@ -28,14 +28,13 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import torch
 from accelerate.utils import set_seed
 
 from textrec.config import ModelConfig, config_to_dict
 from textrec.data import load_data
 from textrec.data.features import all_targets
 from textrec.data.splits import leave_one_out
-from textrec.evaluate.ranking import compute_text_vectors
+from textrec.evaluate.ranking import compute_text_vectors, popularity_scores
 from textrec.files import atomic_write_text
 from textrec.model.build import build_model, item_template, item_tokens
 from textrec.model.textrec_model import TextRecModel
@@ -55,6 +54,8 @@ from textrec.train.loop import Validation, WindowExamples, fit, make_accelerator
 from textrec.train.objectives import TrainingObjective
 
 logger = logging.getLogger(__name__)
+
+
 def main():
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     logging.getLogger("accelerate").setLevel(logging.WARNING)
@@ -92,7 +93,7 @@ def main():
 
     def train(model, tokens, sequences, num_items, epochs, warmup, valid, desc):
         """One fit through the library loop, early-stopped on `valid` (NDCG@10, history masked)."""
-        freq = np.bincount(np.concatenate([s for s in sequences if len(s)] or [[0]]), minlength=num_items)
+        freq = popularity_scores(sequences, num_items).float()
         # Text models' patience does not count in their frozen warm-up epochs; ID-only gets the same grace, so that
         # no method can stop before epoch encoder_warmup_epochs + patience.
         grace = 0 if tokens is not None else training.encoder_warmup_epochs
@@ -102,7 +103,7 @@ def main():
             encoder_warmup_epochs=warmup if tokens is not None else 0,
             patience=training.patience + grace,
         )
-        objective = TrainingObjective(model, tokens, torch.as_tensor(freq + 1.0))
+        objective = TrainingObjective(model, tokens, freq + 1.0)
         examples = WindowExamples(all_targets([s for s in sequences if len(s) >= 2]), model.max_history)
         result = fit(objective, examples, loop, accelerator, validation=valid, desc=desc)
         cost = {k: result.cost()[k] for k in ("steps", "seconds", "epochs")}
@@ -124,8 +125,8 @@ def main():
     report("content_similarity_last5", 0.0, content_ranks(pretrained, test, last=5), trainable_params=0)
     chosen = {f: fraction_users(tgt.train, f, tr.split_seed) for f in tr.fractions}
     for fraction, users in chosen.items():
-        counts = np.bincount(np.concatenate([tgt.train[u] for u in users]), minlength=target.num_items)
-        report("popularity", fraction, popularity_ranks(torch.as_tensor(counts), test), trainable_params=0)
+        counts = popularity_scores([tgt.train[u] for u in users], target.num_items)
+        report("popularity", fraction, popularity_ranks(counts, test), trainable_params=0)
 
     # 4. Source training (saved as the source adapter), then zero-shot on the target catalogue
     source_cost = {}

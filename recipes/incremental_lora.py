@@ -28,7 +28,7 @@ from accelerate.utils import set_seed
 from textrec.config import config_to_dict
 from textrec.data import load_data
 from textrec.evaluate.metrics import ndcg_per_event
-from textrec.evaluate.ranking import compute_item_vectors, compute_text_vectors, evaluate
+from textrec.evaluate.ranking import compute_item_vectors, compute_text_vectors, evaluate, popularity_scores
 from textrec.files import atomic_write_text
 from textrec.model.build import build_model, item_template, item_tokens
 from textrec.model.hub import load_weights_into
@@ -100,7 +100,7 @@ def main():
         """One fit on `targets` (stream positions) with `positions` as history context, early-stopped on the
         validation events of `period`; resumable from `checkpoints`."""
         sequences = stream.user_sequences(positions, targets)
-        freq = torch.as_tensor(np.bincount(stream.items[targets], minlength=data.num_items), dtype=torch.float32)
+        freq = popularity_scores([stream.items[targets]], data.num_items).float()
         objective = TrainingObjective(model, tokens, freq + 1)
         result = fit(
             objective,

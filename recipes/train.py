@@ -33,6 +33,7 @@ from textrec.evaluate.ranking import (
     evaluate_scores,
     popularity_scores,
 )
+from textrec.evaluate.results import environment
 from textrec.files import atomic_write_text
 from textrec.model.build import history_text, item_template, item_tokens
 from textrec.model.hub import framework_versions, push_or_explain
@@ -150,6 +151,7 @@ def main():
         ranks["slice"] = slice_of_events(split.test, cold)
     summary = {
         "protocol": "E1" + ("-cold" if cold else "") + " leave-one-out, full ranking, pessimistic ties",
+        "environment": environment(),  # textrec version, git commit, machine, threads, date: for the results rows
         "cold_items": cold,
         "best_valid_ndcg@10": result.best_valid_ndcg,
         "stopped": result.stopped,

@@ -6,45 +6,36 @@
     python scripts/benchmark_movielens.py --dataset ml-100k --only id_only --only text_frozen --seeds 0 1 2
     python scripts/benchmark_movielens.py --dataset ml-100k --budget-scale 4     # longer budgets (e.g. on a GPU)
 
-Every run is recipes/train.py with its config's budget (`training.max_train_minutes` and `training.epochs`, times
---budget-scale for the minutes; evaluation is not part of the budget) and early stopping on validation; the same
-leave-one-out split for every seed (the seed changes initialisation and batch order). Finished runs are reused
-(delete a run folder or pass --force to redo one), and the JSON and markdown are rewritten after every run, so a
-cut-off benchmark keeps what it finished.
+Every run is recipes/train.py with its config's budget (`training.max_train_minutes` times --budget-scale, and
+`training.epochs`; evaluation is not part of the budget) and early stopping on validation; the same leave-one-out
+split for every seed (the seed changes initialisation and batch order). Finished runs are reused (delete a run folder
+or pass --force to redo one), and the table is rewritten after every run, so a cut-off benchmark keeps what it
+finished.
 
-The table is merged, never replaced: rows of an earlier `<table>.json` whose run folder is not on disk any more
-(outputs/ is not committed) are kept, and each run's per-event test ranks go to `<table>.ranks.json`, so a later
-session's comparisons can pair with runs it did not redo. An earlier comparison that cannot be recomputed (a run
-without stored ranks) is kept as it was, marked `carried`.
-
-Output (`docs/benchmarks/<dataset>.json`): one row per run and mask variant (`dataset`, `model`, `seed`,
-`mask_history`, `ndcg@10`, `recall@10`, `mrr@10`, `epochs`, `train_seconds`, `trainable_params`, ...), a summary
-row per model and mask (`seeds`, `ndcg@10_mean`, `ndcg@10_sd`), and paired bootstrap 95% intervals (1,000
-resamples of test events; per-event NDCG@10 averaged over the seeds both models share) for the best text model
-against ID-only and for LoRA against frozen. Best = highest mean validation NDCG@10, never test.
+The table (`docs/benchmarks/<table>.json`, a `textrec.evaluate.results` file: one row per run, seed and slice
+masked / unmasked) is merged, never replaced: rows whose run folder is gone (outputs/ is not committed) are kept, each
+run's per-event test ranks go to `<table>.ranks.json`, and an earlier comparison that cannot be recomputed is kept,
+marked `carried`. A row measured under another definition of its run (other overrides) is refused. Comparisons are
+paired bootstrap 95% intervals of per-event NDCG@10 averaged over the seeds both runs share: the best text model
+against the best ID-only one and LoRA against frozen (best = highest mean validation NDCG@10 with history masked,
+never test), and every --compare pair.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import shutil
-import statistics
-import subprocess
+import logging
 import sys
-import time
 from pathlib import Path
 
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "recipes" / "configs"
 sys.path.insert(0, str(ROOT))
-from textrec.evaluate.metrics import ndcg_per_event, paired_bootstrap  # noqa: E402
-from textrec.files import atomic_write_text  # noqa: E402
-
-sys.path.insert(0, str(ROOT / "scripts"))
-from select_on_validation import best_epoch  # noqa: E402
+from textrec.evaluate.results import ResultsFile, choose_on_validation, compare, environment, summarise  # noqa: E402
+from textrec.evaluate.runs import popularity_rows, run_once, train_run_rows  # noqa: E402
+from textrec.evaluate.tables import comparison_table, header, summary_table  # noqa: E402
 
 # The rows measured before 2026-11-25 ran with torch's N(0, 1) position embeddings; re-runs keep that init.
 OLD_POSITIONS = ["model.seq_position_std=null"]
@@ -177,251 +168,89 @@ RUNS = {
         ),
     },
 }
-METRICS = ("ndcg@10", "recall@10", "mrr@10", "ndcg@20", "recall@20", "mrr@20")
+SLICES = ("masked", "unmasked")
+# comparison: (kinds of a, kinds of b); each side is the best of its kinds on validation
+CHOSEN = {
+    "best text vs ID-only": ({"text_frozen", "text_lora", "text"}, {"id"}),
+    "LoRA vs frozen": ({"text_lora"}, {"text_frozen"}),
+}
 
 
-def run_config(dataset, name, seed, out_root, scale, force, launcher) -> tuple[dict, dict]:
-    label, config, overrides, _ = RUNS[dataset][name]
-    out = out_root / f"{name}_seed{seed}"
-    metrics_path, ranks_path = out / "metrics.json", out / "ranks.json"
-    if metrics_path.is_file() and ranks_path.is_file() and not force:
-        print(f"[{name} seed {seed}] reusing {metrics_path}", flush=True)
-        return json.loads(metrics_path.read_text()), json.loads(ranks_path.read_text())
-    if out.exists():  # a forced or unfinished run starts clean (no resuming from an older code's checkpoints)
-        shutil.rmtree(out)
-    cfg = yaml.safe_load((ROOT / "recipes" / "configs" / config).read_text())
-    budget = float(cfg["training"].get("max_train_minutes", 0)) * scale
-    cmd = launcher + [
-        str(ROOT / "recipes" / "train.py"),
-        "--config",
-        str(ROOT / "recipes" / "configs" / config),
-        f"training.output_dir={out}",
-        f"training.max_train_minutes={budget}",
-        f"training.seed={seed}",
-        "training.progress=false",
-        *overrides,
-    ]
-    launch(cmd, out_root / f"{name}_seed{seed}.log", f"{name} seed {seed}")
-    return json.loads(metrics_path.read_text()), json.loads(ranks_path.read_text())
+def measure(args, out_root: Path, name: str, seed: int, env: dict):
+    """One run of RUNS (reused once finished): its E1 rows, marked with the run's kind, and per-event ranks."""
+    label, config, overrides, kind = RUNS[args.dataset][name]
+    folder = out_root / f"{name}_seed{seed}"
+    minutes = yaml.safe_load((CONFIGS / config).read_text())["training"].get("max_train_minutes", 0)
+    command = [*args.launcher.split(), ROOT / "recipes" / "train.py", "--config", CONFIGS / config]
+    command += [f"training.output_dir={folder}", f"training.max_train_minutes={float(minutes) * args.budget_scale}"]
+    command += [f"training.seed={seed}", "training.progress=false", *overrides]
+    force = args.force and (not args.only or name in args.only)
+    run_once(command, folder, out_root / f"{name}_seed{seed}.log", done="ranks.json", force=force, cwd=ROOT)
+    rows, ranks = train_run_rows(folder, args.dataset, name, label, config, overrides, seed, env)
+    return marked(rows, kind), ranks
 
 
-def launch(cmd: list[str], log_path: Path, label: str) -> None:
-    """Run one recipe command from the repository root, its output to `log_path`; a failure stops the benchmark."""
-    print(f"[{label}] {' '.join(cmd)}", flush=True)
-    started = time.perf_counter()
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w") as log:
-        proc = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        raise SystemExit(f"[{label}] failed ({proc.returncode}); see {log_path}")
-    print(f"[{label}] done in {time.perf_counter() - started:.0f}s", flush=True)
+def marked(rows: list, kind: str) -> list:
+    """Rows marked with their run's kind (id, text_frozen, text_lora, text, popularity): the comparisons' pools."""
+    for r in rows:
+        r.extra["kind"] = kind
+    return rows
 
 
-def run_rows(dataset: str, name: str, seed: int, summary: dict) -> list[dict]:
-    label, _, _, kind = RUNS[dataset][name]
-    return [
-        {
-            "dataset": dataset,
-            "model": label,
-            "run": name,
-            "kind": kind,
-            "seed": seed,
-            "mask_history": mask,
-            **{k: summary["results"][f"test_mask={mask}"][k] for k in METRICS},
-            "n_events": summary["results"][f"test_mask={mask}"]["n_events"],
-            "best_valid_ndcg@10": summary["best_valid_ndcg@10"],
-            "epochs": summary["epochs"],
-            "stopped": summary["stopped"],
-            "train_seconds": summary["train_seconds"],
-            "epoch_seconds": summary["epoch_seconds"],
-            "examples_per_second": summary["examples_per_second"],
-            "trainable_params": summary["trainable_params"],
-            "peak_memory_mb": summary.get("peak_memory_mb"),
-            "budget_minutes": summary["config"]["training"]["max_train_minutes"],
-            "overrides": RUNS[dataset][name][2],
-            **best_epoch(summary),
-        }
-        for mask in (True, False)
-    ]
-
-
-def popularity_rows(dataset: str, summary: dict) -> list[dict]:
-    return [
-        {
-            "dataset": dataset,
-            "model": "popularity",
-            "run": "popularity",
-            "kind": "popularity",
-            "seed": None,
-            "mask_history": mask,
-            **{k: summary["results"][f"popularity_mask={mask}"][k] for k in METRICS},
-            "n_events": summary["results"][f"popularity_mask={mask}"]["n_events"],
-            "epochs": 0,
-            "train_seconds": 0.0,
-            "trainable_params": 0,
-        }
-        for mask in (True, False)
-    ]
-
-
-def summaries(rows: list[dict]) -> list[dict]:
-    out = []
-    for run in dict.fromkeys(r["run"] for r in rows if r["kind"] != "popularity"):
-        for mask in (True, False):
-            rs = [r for r in rows if r["run"] == run and r["mask_history"] == mask]
-            values = [r["ndcg@10"] for r in rs]
-            valid = [r["best_valid_ndcg@10"] for r in rs]
-            out.append(
-                {
-                    "summary": True,
-                    "dataset": rs[0]["dataset"],
-                    "model": rs[0]["model"],
-                    "run": run,
-                    "kind": rs[0]["kind"],
-                    "mask_history": mask,
-                    "seeds": [r["seed"] for r in rs],
-                    "ndcg@10_mean": statistics.fmean(values),
-                    "ndcg@10_sd": statistics.stdev(values) if len(values) > 1 else None,
-                    "recall@10_mean": statistics.fmean(r["recall@10"] for r in rs),
-                    "mrr@10_mean": statistics.fmean(r["mrr@10"] for r in rs),
-                    "valid_ndcg@10_mean": statistics.fmean(valid),
-                    "train_seconds_mean": statistics.fmean(r["train_seconds"] for r in rs),
-                    "epochs_mean": statistics.fmean(r["epochs"] for r in rs),
-                    "best_epochs": [r.get("best_epoch") for r in rs],
-                    "encoder_joins": [r.get("encoder_warmup_epochs") for r in rs],
-                }
+def refuse_redefined(file: ResultsFile, runs: dict, path: Path) -> None:
+    """A row measured under other overrides than RUNS now defines for its run must not be merged with new ones."""
+    for r in file.rows:
+        defined = runs.get(r.method)
+        if defined and r.extra.get("overrides_recorded", True) and r.overrides != defined[2]:
+            raise SystemExit(
+                f"{path}: run {r.method!r} seed {r.seed} was measured with overrides {r.overrides}, but RUNS now "
+                f"defines {defined[2]}: give the changed run a new name, or use another --table"
             )
-    return out
 
 
-def comparisons(summary_rows: list[dict], ranks: dict, extra: list[tuple[str, str]] = ()) -> list[dict]:
-    """Paired bootstrap (events) of per-event NDCG@10 averaged over the seeds both runs share: the best text model
-    against the best ID-only one, LoRA against frozen, and any `extra` (a, b) pairs of runs (`--compare`)."""
+def comparisons(file: ResultsFile, dataset: str, pairs) -> list:
+    """The CHOSEN pairs (each side chosen on validation) and the named `pairs`, from the stored ranks."""
+    summaries = summarise(file.rows)
+    kinds = {r.method: r.extra.get("kind") for r in file.rows}
 
-    def best(kinds):  # chosen on validation (masked variant), never on test, among the runs with the most seeds
-        most = max((len(s["seeds"]) for s in summary_rows), default=0)
-        rows = [s for s in summary_rows if s["kind"] in kinds and s["mask_history"] and len(s["seeds"]) == most]
-        return max(rows, key=lambda s: s["valid_ndcg@10_mean"])["run"] if rows else None
+    def best(wanted):
+        return choose_on_validation(summaries, [m for m, k in kinds.items() if k in wanted], "masked")
 
-    pairs = [
-        ("best text vs ID-only", best({"text_frozen", "text_lora", "text"}), best({"id"})),
-        ("LoRA vs frozen", best({"text_lora"}), best({"text_frozen"})),
-        *((f"{a} vs {b}", a, b) for a, b in extra),
+    chosen = [(name, best(a), best(b)) for name, (a, b) in CHOSEN.items()] + [(f"{a} vs {b}", a, b) for a, b in pairs]
+    return [c for name, a, b in chosen if a and b for c in compare(file, name, dataset, a, b, SLICES)]
+
+
+def markdown(file: ResultsFile, dataset: str) -> str:
+    """The summary over seeds (RUNS order) with each seed's best validation epoch, then the comparisons."""
+    order = {m: i for i, m in enumerate(["popularity", *RUNS.get(dataset, {})])}
+    summaries = sorted(summarise(file.rows), key=lambda s: order.get(s.method, len(order)))
+
+    def best_epochs(s) -> str:  # the tested weights' epoch, and for a LoRA row the epoch LoRA joined after
+        if s.method == "popularity":
+            return "-"
+        rows = sorted((r for r in file.rows if (r.method, r.slice) == (s.method, s.slice)), key=lambda r: str(r.seed))
+        epochs = [(r.extra.get("best_epoch"), r.extra.get("encoder_warmup_epochs")) for r in rows]
+        return ", ".join(("?" if e is None else str(e)) + ("" if j is None else f" ({j})") for e, j in epochs)
+
+    title = f"{dataset}, protocol E1 (leave-one-out, full ranking, pessimistic ties)"
+    parts = [
+        header(title, file),
+        summary_table(summaries, slices=SLICES, extra=[("best epochs (encoder joins after)", best_epochs)]),
     ]
-    out = []
-    for label, a, b in pairs:
-        seeds = sorted({s for r, s in ranks if r == a} & {s for r, s in ranks if r == b})
-        if a is None or a == b or not seeds:
-            continue
-        for mask in (True, False):
-            key = f"test_mask={mask}"
-
-            def per_event(run, key=key, seeds=seeds):
-                return sum(ndcg_per_event(ranks[(run, s)][key]) for s in seeds) / len(seeds)
-
-            out.append(
-                {
-                    "comparison": label,
-                    "a": a,
-                    "b": b,
-                    "mask_history": mask,
-                    "seeds": seeds,
-                    **paired_bootstrap(per_event(a), per_event(b)),
-                }
-            )
-    return out
+    if file.comparisons:
+        parts.append(comparison_table(file.comparisons))
+    return "\n\n".join(parts) + "\n"
 
 
-def best_epochs(summary: dict) -> str:
-    """Each seed's best validation epoch (the tested weights), and for a LoRA row the epoch LoRA joined after."""
-    joins = summary.get("encoder_joins") or [None] * len(summary.get("best_epochs", []))
-    return (
-        ", ".join(
-            ("?" if e is None else str(e)) + ("" if j is None else f" ({j})")
-            for e, j in zip(summary.get("best_epochs", []), joins)
-        )
-        or "-"
-    )
-
-
-def markdown(rows, summary_rows, comps, meta) -> str:
-    lines = [
-        f"{meta['dataset']}, protocol E1 (leave-one-out, full ranking, pessimistic ties). {meta['machine']}, "
-        f"{meta['date']}. Commands, in order: " + "; ".join(f"`{c}`" for c in meta.get("commands", [meta["command"]])),
-        "",
-        "| model | mask_history | NDCG@10 mean | sd | seeds | Recall@10 | MRR@10 | valid NDCG@10 | epochs | train s "
-        "| best epochs (encoder joins after) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for mask in (True, False):
-        for r in (r for r in rows if r["kind"] == "popularity" and r["mask_history"] == mask):
-            lines.append(
-                f"| popularity | {mask} | {r['ndcg@10']:.4f} | - | - | {r['recall@10']:.4f} | "
-                f"{r['mrr@10']:.4f} | - | 0 | 0 | - |"
-            )
-        for s in (s for s in summary_rows if s["mask_history"] == mask):
-            sd = f"{s['ndcg@10_sd']:.4f}" if s["ndcg@10_sd"] is not None else "-"
-            lines.append(
-                f"| {s['model']} | {mask} | {s['ndcg@10_mean']:.4f} | {sd} | {len(s['seeds'])} | "
-                f"{s['recall@10_mean']:.4f} | {s['mrr@10_mean']:.4f} | {s['valid_ndcg@10_mean']:.4f} | "
-                f"{s['epochs_mean']:.1f} | {s['train_seconds_mean']:.0f} | {best_epochs(s)} |"
-            )
-    if comps:
-        lines += [
-            "",
-            "| comparison | a | b | mask_history | seeds | difference [95% CI] | ratio [95% CI] |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for c in comps:
-            carried = " (carried: ranks not stored)" if c.get("carried") else ""
-            lines.append(
-                f"| {c['comparison']}{carried} | {c['a']} | {c['b']} | {c['mask_history']} | {len(c['seeds'])} | "
-                f"{c['mean_difference']:+.4f} [{c['difference_low']:+.4f}, {c['difference_high']:+.4f}] | "
-                f"{c['ratio']:.3f} [{c['ratio_low']:.3f}, {c['ratio_high']:.3f}] |"
-            )
-    return "\n".join(lines) + "\n"
-
-
-RANK_KEYS = ("test_mask=True", "test_mask=False")
-
-
-def run_date(folder: Path) -> str:
-    """The day a run finished (its metrics.json), not the day it was tabulated."""
-    return time.strftime("%Y-%m-%d", time.localtime((folder / "metrics.json").stat().st_mtime))
-
-
-def suffixed(stem: Path, suffix: str) -> Path:
-    """`stem` + `suffix` (not Path.with_suffix, which would cut a table name such as `ml1m.v2` at its dot)."""
-    return stem.with_name(stem.name + suffix)
-
-
-def previous_table(stem: Path) -> tuple[list[dict], list[dict], dict, list[dict], list[str]]:
-    """What an earlier benchmark wrote to `stem`.json / `stem`.ranks.json: (popularity rows, run rows, per-event
-    ranks by (run, seed), comparisons, commands); empty when there is none."""
-    path, ranks_path = suffixed(stem, ".json"), suffixed(stem, ".ranks.json")
-    if not path.is_file():
-        return [], [], {}, [], []
-    try:
-        doc = json.loads(path.read_text())
-        ranks = json.loads(ranks_path.read_text()) if ranks_path.is_file() else {}
-    except json.JSONDecodeError as err:
-        raise SystemExit(f"{path} or its ranks: not valid JSON ({err}); move them away to start a new table") from None
-    popularity = [r for r in doc["rows"] if r["kind"] == "popularity"]
-    rows = [r for r in doc["rows"] if r["kind"] != "popularity"]
-    meta = doc.get("meta", {})
-    commands = meta.get("commands") or ([meta["command"]] if "command" in meta else [])
-    by_run = {(run, int(seed)): v for key, v in ranks.items() for run, _, seed in [key.rpartition("/")]}
-    return popularity, rows, by_run, doc.get("comparisons", []), commands
-
-
-def merge_comparisons(new: list[dict], old: list[dict]) -> list[dict]:
-    """The recomputed comparisons, plus earlier ones whose (comparison, mask) could not be recomputed."""
-    done = {(c["comparison"], c["mask_history"]) for c in new}
-    kept = [{**c, "carried": True} for c in old if (c["comparison"], c["mask_history"]) not in done]
-    return new + kept
+def write(file: ResultsFile, path: Path, dataset: str, pairs) -> str:
+    file.set_comparisons(comparisons(file, dataset, pairs))
+    text = markdown(file, dataset)
+    file.save(path, text)
+    return text
 
 
 def main() -> None:
+    logging.basicConfig(format="%(message)s", level=logging.INFO)  # the runs' progress (textrec.evaluate.runs)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="ml-100k", choices=sorted(RUNS))
     parser.add_argument("--only", action="append", help="run only these (repeatable); finished others still count")
@@ -436,66 +265,35 @@ def main() -> None:
     )
     parser.add_argument("--launcher", default=sys.executable, help="e.g. 'accelerate launch --num_processes 1'")
     args = parser.parse_args()
-    unknown = [run for pair in args.compare for run in pair if run not in RUNS[args.dataset]]
+    runs = RUNS[args.dataset]
+    unknown = [run for pair in args.compare for run in pair if run not in runs]
     if unknown:
-        parser.error(f"--compare: no run {unknown} for {args.dataset}; runs: {', '.join(RUNS[args.dataset])}")
+        parser.error(f"--compare: no run {unknown} for {args.dataset}; runs: {', '.join(runs)}")
     import torch
 
     stem = args.dataset.replace("-", "")
     out_root = ROOT / (args.out or f"outputs/bench_{stem}")
-    table_name = args.table or stem
-    meta = {
-        "dataset": args.dataset,
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads"
-        + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", CPU only"),
-        "command": "python scripts/benchmark_movielens.py " + " ".join(sys.argv[1:]),
-        "torch": torch.__version__,
-        "budget_scale": args.budget_scale,
-    }
-    stem = ROOT / "docs" / "benchmarks" / table_name
-    popularity, old_rows, ranks, old_comps, commands = previous_table(stem)
-    # a repeated command (a re-run of the same merge) is listed once
-    meta["commands"] = [c for c in commands if c != meta["command"]] + [meta["command"]]
-    measured: dict[tuple, list[dict]] = {}
-    for r in old_rows:
-        defined = RUNS[args.dataset].get(r["run"])
-        if "overrides" in r and defined is not None and r["overrides"] != defined[2]:
-            raise SystemExit(
-                f"{stem}.json: run {r['run']!r} seed {r['seed']} was measured with overrides {r['overrides']}, but "
-                f"RUNS now defines {defined[2]}: give the changed run a new name, or use another --table"
-            )
-        measured.setdefault((r["run"], r["seed"]), []).append(r)
-
-    def write() -> str:  # after every run, so that a cut-off benchmark keeps what it finished
-        rows = [r for rs in measured.values() for r in rs]
-        summary_rows = summaries(rows)
-        comps = merge_comparisons(comparisons(summary_rows, ranks, args.compare), old_comps)
-        doc = {"meta": meta, "rows": popularity + rows, "summary": summary_rows, "comparisons": comps}
-        stem.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(suffixed(stem, ".json"), json.dumps(doc, indent=2) + "\n")
-        stored = {f"{run}/{s}": v for (run, s), v in ranks.items()}
-        atomic_write_text(suffixed(stem, ".ranks.json"), json.dumps(stored, separators=(",", ":")) + "\n")
-        table = markdown(popularity + rows, summary_rows, comps, meta)
-        atomic_write_text(suffixed(stem, ".md"), table)
-        return table
-
+    path = ROOT / "docs" / "benchmarks" / f"{args.table or stem}.json"
+    try:
+        file = ResultsFile.load(path)
+    except ValueError as err:
+        raise SystemExit(f"{err}; move it away to start a new table") from None
+    refuse_redefined(file, runs, path)
+    file.add_command("python scripts/benchmark_movielens.py " + " ".join(sys.argv[1:]))
+    file.notes.update(torch=torch.__version__, budget_scale=args.budget_scale)
+    env = environment()
     for seed in args.seeds:  # seed-major: a cut-off benchmark has every model at the first seeds
-        for name in RUNS[args.dataset]:
+        for name in runs:
             done = (out_root / f"{name}_seed{seed}" / "ranks.json").is_file()
             if (args.only and name not in args.only and not done) or (args.reuse_only and not done):
                 continue
-            force = args.force and (not args.only or name in args.only)
-            summary, run_ranks = run_config(
-                args.dataset, name, seed, out_root, args.budget_scale, force, args.launcher.split()
-            )
-            ranks[(name, seed)] = {k: run_ranks[k] for k in RANK_KEYS}
-            popularity = popularity or popularity_rows(args.dataset, summary)
-            # replaces an earlier row; each row says where and when it was measured (the meta is the last command's)
-            where = {"measured_on": meta["machine"], "measured_date": run_date(out_root / f"{name}_seed{seed}")}
-            measured[(name, seed)] = [{**r, **where} for r in run_rows(args.dataset, name, seed, summary)]
-            write()
-    print(write() if measured else "no run finished and no earlier table: nothing written")
+            rows, ranks = measure(args, out_root, name, seed, env)
+            if not any(r.method == "popularity" for r in file.rows):  # the same in every run folder
+                file.merge(marked(popularity_rows(out_root / f"{name}_seed{seed}", args.dataset, env), "popularity"))
+            file.merge(rows)
+            file.ranks.update(ranks)
+            write(file, path, args.dataset, args.compare)  # after every run: a cut-off benchmark keeps what it has
+    print(write(file, path, args.dataset, args.compare) if file.rows else "no run finished and no earlier table")
 
 
 if __name__ == "__main__":

@@ -20,10 +20,11 @@ With `data/ml-1m` prepared (`python scripts/prepare_movielens.py --dataset ml-1m
 measured the same way as one more row (not part of the fit).
 
 Peak memory is the process's peak resident set size (`resource.getrusage`) after each phase (files are written
-by another process: Linux carries a parent's peak over to the child it starts). Time against rows is
-fitted by least squares (t = a + b * rows) and by the log-log slope (1 = linear). Writes
-docs/benchmarks/scale.{json,md}; the load average is recorded, since on a shared machine the wall times include
-waiting for the CPU.
+by another process: Linux carries a parent's peak over to the child it starts). Time against rows is fitted by
+least squares (t = a + b * rows) and by the log-log slope (1 = linear), over every synthetic size in the file.
+Merges into docs/benchmarks/scale.json (`textrec-results/1`: a row per size, `slice` = its row count, and a
+`growth` row per phase) and regenerates scale.md; the load average after each size is recorded, since on a shared
+machine the wall times include waiting for the CPU.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
+import shlex
 import subprocess
 import sys
 import time
@@ -43,7 +44,23 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from textrec.evaluate.results import Result, ResultsFile, environment  # noqa: E402
+from textrec.evaluate.tables import header, number, rows_table, table  # noqa: E402
+
 ROWS_PER_USER = 165  # ML-1M: 1,000,209 interactions / 6,040 users
+PHASES = ("read_validate", "arrays", "leave_one_out", "windows")
+FITTED = ("read_validate_s", "arrays_s", "leave_one_out_s", "windows_s", "load_split_s", "data_path_s")
+TITLE = "Data path at scale: synthetic RecBole interaction tables"
+DESCRIPTION = (
+    "Data path: `load_recbole` (read + validate), `RecData.arrays`, `leave_one_out` (E1), "
+    "`WindowExamples(all_targets(...), 200)`. Epoch: {models}, `textrec.train.loop.fit`, batches of 64 windows. "
+    "Peak memory: peak resident set size of the process."
+)
+EPOCH = (
+    "An epoch is (steps per epoch) x (time per step). Steps per epoch follow the rows; a step's work does not depend "
+    "on the table's size (64 windows of up to 201 events, the same catalogue), so the spread of the time per step "
+    "here ({low:.2f} to {high:.2f} s) is the load of the shared machine, and the epoch-time fit inherits it."
+)
 
 
 def write_synthetic(folder: Path, rows: int, items: int, seed: int = 0) -> dict:
@@ -71,14 +88,8 @@ def write_synthetic(folder: Path, rows: int, items: int, seed: int = 0) -> dict:
     stamps = np.cumsum(step)
     stamps -= np.repeat(stamps[first] - step[first], counts)
     order = rng.permutation(rows)
-    table = pa.table(
-        {
-            "user_id": user[order],
-            "item_id": item[order],
-            "rating": rng.integers(1, 6, rows),
-            "timestamp": stamps[order],
-        }
-    )
+    columns = {"user_id": user[order], "item_id": item[order], "rating": rng.integers(1, 6, rows)}
+    table = pa.table({**columns, "timestamp": stamps[order]})
     folder.mkdir(parents=True, exist_ok=True)
     name = folder.name
     with open(folder / f"{name}.inter", "wb") as f:
@@ -86,7 +97,7 @@ def write_synthetic(folder: Path, rows: int, items: int, seed: int = 0) -> dict:
         pa_csv.write_csv(table, f, pa_csv.WriteOptions(include_header=False, delimiter="\t", quoting_style="none"))
     lines = [f"{i}\tItem {i}\tGenre{i % 18}\n" for i in range(items)]
     (folder / f"{name}.item").write_text("item_id:token\tmovie_title:token_seq\tgenre:token\n" + "".join(lines))
-    return {"rows": rows, "users": users, "items": items, "file_mb": (folder / f"{name}.inter").stat().st_size / 2**20}
+    return {"rows": rows, "file_mb": (folder / f"{name}.inter").stat().st_size / 2**20}
 
 
 def peak_mb() -> float:
@@ -110,27 +121,21 @@ def measure(folder: Path, epoch_steps: int, threads: int | None, full_softmax_it
     from textrec.train.loop import LoopConfig, WindowExamples, fit, make_accelerator
     from textrec.train.objectives import TrainingObjective
 
-    out: dict = {"peak_mb": {"start": peak_mb()}}
-    started = time.perf_counter()
-    data = load_recbole(folder)
-    out["read_validate_s"] = time.perf_counter() - started
-    out["peak_mb"]["read_validate"] = peak_mb()
-    started = time.perf_counter()
-    arrays = data.arrays
-    out["arrays_s"] = time.perf_counter() - started
-    out["peak_mb"]["arrays"] = peak_mb()
-    started = time.perf_counter()
-    split = leave_one_out(data)
-    out["leave_one_out_s"] = time.perf_counter() - started
-    out["peak_mb"]["leave_one_out"] = peak_mb()
+    metrics = {"peak_mb_start": peak_mb()}
+
+    def phase(name, fn):
+        started = time.perf_counter()
+        value = fn()
+        metrics[f"{name}_s"], metrics[f"peak_mb_{name}"] = time.perf_counter() - started, peak_mb()
+        return value
+
     model_cfg = ModelConfig(**yaml.safe_load((ROOT / "recipes/configs/ml1m_idonly.yaml").read_text())["model"])
-    started = time.perf_counter()
-    examples = WindowExamples(all_targets(split.train), model_cfg.max_history)
-    out["windows_s"] = time.perf_counter() - started
-    out["peak_mb"]["windows"] = peak_mb()
-    out["load_split_s"] = out["read_validate_s"] + out["arrays_s"] + out["leave_one_out_s"]
-    out["data_path_s"] = out["load_split_s"] + out["windows_s"]
-    out.update(users=len(arrays.user_ids), items=data.num_items, windows=len(examples), test_events=len(split.test))
+    data = phase("read_validate", lambda: load_recbole(folder))
+    arrays = phase("arrays", lambda: data.arrays)
+    split = phase("leave_one_out", lambda: leave_one_out(data))
+    examples = phase("windows", lambda: WindowExamples(all_targets(split.train), model_cfg.max_history))
+    metrics["load_split_s"] = sum(metrics[f"{p}_s"] for p in PHASES[:3])
+    metrics["data_path_s"] = metrics["load_split_s"] + metrics["windows_s"]
 
     torch.manual_seed(0)
     model, _ = build_model(model_cfg, data.num_items)
@@ -140,123 +145,115 @@ def measure(folder: Path, epoch_steps: int, threads: int | None, full_softmax_it
     loop = LoopConfig(epochs=1, max_steps=epoch_steps if epoch_steps > 0 else -1, progress=False, resume="never")
     if full_softmax_items is not None:
         loop.full_softmax_items = full_softmax_items
-    steps_per_epoch = len(epoch_batches(len(examples), loop.batch_size, 0, 0))
+    per_epoch = len(epoch_batches(len(examples), loop.batch_size, 0, 0))
     result = fit(objective, examples, loop, make_accelerator(loop))
+    per_step = result.train_seconds / max(1, result.steps)
+    metrics.update(seconds_timed=result.train_seconds, seconds_per_step=per_step, epoch_seconds=per_step * per_epoch)
+    metrics.update(examples_per_second=result.examples / max(result.train_seconds, 1e-9), peak_mb_epoch=peak_mb())
     softmax = "full softmax" if objective.full_softmax else "in-batch sampled softmax with logQ"
-    out["epoch"] = {
-        "model": f"ID-only, recipes/configs/ml1m_idonly.yaml (dim 64, max_history 200, 2 layers), {softmax}",
-        "full_softmax_items": loop.full_softmax_items,
-        "steps_timed": result.steps,
-        "steps_per_epoch": steps_per_epoch,
-        "seconds_timed": result.train_seconds,
-        "seconds_per_step": result.train_seconds / max(1, result.steps),
-        "examples_per_second": result.examples / max(result.train_seconds, 1e-9),
-        "epoch_seconds": result.train_seconds / max(1, result.steps) * steps_per_epoch,
-        "extrapolated": result.steps < steps_per_epoch,
-        "torch_threads": torch.get_num_threads(),
-    }
-    out["peak_mb"]["epoch"] = peak_mb()
-    return out
+    extra = dict(users=len(arrays.user_ids), items=data.num_items, windows=len(examples), test_events=len(split.test))
+    extra["model"] = f"ID-only, recipes/configs/ml1m_idonly.yaml (dim 64, max_history 200, 2 layers), {softmax}"
+    extra.update(full_softmax_items=loop.full_softmax_items, steps_per_epoch=per_epoch)
+    extra["extrapolated"] = result.steps < per_epoch
+    return {"metrics": metrics, "extra": extra, "steps": result.steps, "threads": torch.get_num_threads()}
 
 
 def fit_growth(rows: list[int], seconds: list[float]) -> dict:
     """Least-squares t = a + b * rows, and the log-log slope (1 = linear)."""
-    if len(rows) < 2:
-        return {}
     x, y = np.asarray(rows, dtype=float), np.asarray(seconds, dtype=float)
     b, a = np.polyfit(x, y, 1)
     slope = float(np.polyfit(np.log(x), np.log(np.maximum(y, 1e-9)), 1)[0])
     return {"intercept_s": float(a), "seconds_per_million_rows": float(b * 1e6), "loglog_slope": slope}
 
 
-def system() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        names = [ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "loadavg": os.getloadavg()}
+def growth_rows(file: ResultsFile, env: dict) -> list[Result]:
+    """A `growth` row per phase: the fit over every synthetic size of the file (none under two sizes)."""
+    sizes = sorted((r for r in file.rows if r.dataset == "synthetic" and r.method == "data_path"), key=_rows)
+    if len(sizes) < 2:
+        return []
+    series = {p: [r.metrics[p] for r in sizes] for p in FITTED}
+    series["steps_per_epoch"] = [r.extra["steps_per_epoch"] for r in sizes]
+    series["epoch_seconds"] = [r.metrics["epoch_seconds"] for r in sizes]
+    x, label = [_rows(r) for r in sizes], {"steps_per_epoch": "steps per epoch (a count, not s)"}
+    return [
+        Result("synthetic", "scale", "growth", fit_growth(x, y), label=label.get(p, p.removesuffix("_s")), slice=p,
+               extra={"rows_fitted": x}, **env)
+        for p, y in series.items()
+    ]  # fmt: skip
 
 
-def write_report(results: list[dict], real: list[dict], info: dict, out: Path) -> None:
-    phases = ("read_validate_s", "arrays_s", "leave_one_out_s", "windows_s", "load_split_s", "data_path_s")
-    rows = [r["rows"] for r in results]
-    growth = {p: fit_growth(rows, [r[p] for r in results]) for p in phases}
-    growth["steps_per_epoch"] = fit_growth(rows, [r["epoch"]["steps_per_epoch"] for r in results])
-    growth["epoch_seconds"] = fit_growth(rows, [r["epoch"]["epoch_seconds"] for r in results])
-    payload = {"system": info, "results": results, "real_data": real, "growth": growth}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(payload, indent=2))
-    before, after = info["loadavg_before"], info["loadavg_after"]
-    shared = max(before[0], after[0]) > 0.5 * (info["cores"] or 1)
-    lines = [
-        "# Data path at scale: synthetic RecBole interaction tables",
-        "",
-        f"{info['cpu']}, {info['cores']} cores, Python {info['python']}, CPU only; {info['date']}; "
-        f"`{info['command']}`.",
-        "",
-        (
-            f"**The machine was shared with other jobs** (1-minute load average {before[0]:.1f} before and "
-            f"{after[0]:.1f} after, on {info['cores']} cores): wall times include waiting for the CPU."
-            if shared
-            else f"Load average {before[0]:.1f} before and {after[0]:.1f} after, on {info['cores']} cores."
-        ),
-        "",
-        "Data path: `load_recbole` (read + validate), `RecData.arrays`, `leave_one_out` (E1), "
-        "`WindowExamples(all_targets(...), 200)`. Epoch: " + results[0]["epoch"]["model"] + ", "
-        "`textrec.train.loop.fit`, batches of 64 windows. Peak memory: peak resident set size of the process.",
-        "",
-        "| rows | users | items | file MB | read+validate s | arrays s | leave_one_out s | windows s | "
-        "load+split s | peak MB (data) | epoch steps | s/step | examples/s | epoch s | peak MB (epoch) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in results + real:
-        e = r["epoch"]
-        label = f"{r['rows']:,}" + (f" ({r['name']})" if "name" in r else "")
-        timed = f"{e['steps_timed']} of {e['steps_per_epoch']}" if e["extrapolated"] else f"{e['steps_per_epoch']}"
-        epoch = f"{e['epoch_seconds']:.0f}" + (" (extrapolated)" if e["extrapolated"] else "")
-        lines.append(
-            f"| {label} | {r['users']:,} | {r['items']:,} | {r['file_mb']:.0f} | {r['read_validate_s']:.1f} | "
-            f"{r['arrays_s']:.1f} | {r['leave_one_out_s']:.1f} | {r['windows_s']:.1f} | {r['load_split_s']:.1f} | "
-            f"{r['peak_mb']['windows']:.0f} | {timed} | {e['seconds_per_step']:.2f} | "
-            f"{e['examples_per_second']:.0f} | {epoch} | {r['peak_mb']['epoch']:.0f} |"
-        )
+def _rows(r: Result) -> int:
+    return r.extra["rows"]
+
+
+def metric(name: str, digits: int):
+    return lambda r: number(r.metrics[name], digits)
+
+
+COLUMNS = (  # the size table: (header, cell of a row); an extrapolated epoch says so
+    ("rows", lambda r: number(_rows(r)) + ("" if r.dataset == "synthetic" else f" ({r.dataset})")),
+    ("users", lambda r: number(r.extra["users"])),
+    ("items", lambda r: number(r.extra["items"])),
+    ("file MB", metric("file_mb", 0)),
+    ("read+validate s", metric("read_validate_s", 1)),
+    ("arrays s", metric("arrays_s", 1)),
+    ("leave_one_out s", metric("leave_one_out_s", 1)),
+    ("windows s", metric("windows_s", 1)),
+    ("load+split s", metric("load_split_s", 1)),
+    ("peak MB (data)", metric("peak_mb_windows", 0)),
+    ("epoch steps", lambda r: f"{r.steps} of {r.extra['steps_per_epoch']}" if r.extra["extrapolated"] else r.steps),
+    ("s/step", metric("seconds_per_step", 2)),
+    ("examples/s", metric("examples_per_second", 0)),
+    ("epoch s", lambda r: metric("epoch_seconds", 0)(r) + (" (extrapolated)" if r.extra["extrapolated"] else "")),
+    ("peak MB (epoch)", metric("peak_mb_epoch", 0)),
+)
+
+
+def markdown(file: ResultsFile) -> str:
+    sizes = [r for r in file.rows if r.method == "data_path"]
+    synthetic = sorted((r for r in sizes if r.dataset == "synthetic"), key=_rows)
+    real = [r for r in sizes if r.dataset != "synthetic"]
+    lines = [f"# {TITLE}", "", header("One fresh process per size", file, sizes), ""]
+    load = [r.extra["loadavg"][0] for r in sizes if r.extra.get("loadavg")]
+    cpus = max((r.extra.get("cpus") or 1 for r in sizes), default=1)
+    if load:
+        during = f"1-minute load average {min(load):.1f} to {max(load):.1f} after the sizes, on {cpus} CPUs"
+        shared = f"**The machine was shared with other jobs** ({during}): wall times include waiting for the CPU."
+        lines += [shared if max(load) > 0.5 * cpus else f"{during}.", ""]
+    lines += [DESCRIPTION.format(models="; ".join(dict.fromkeys(r.extra["model"] for r in sizes))), ""]
+    lines.append(table([h for h, _ in COLUMNS], [[cell(r) for _, cell in COLUMNS] for r in synthetic + real]))
     if real:
         lines += ["", "A row marked with a data set name is that real file, measured the same way, not in the fit."]
     lines += ["", "How time grows with rows (least squares t = a + b x rows; log-log slope 1 = linear):", ""]
-    lines += ["| phase | a (s) | b (s per million rows) | log-log slope |", "|---|---|---|---|"]
-    for phase, g in growth.items():
-        if g:
-            lines.append(
-                f"| {phase.removesuffix('_s').replace('steps_per_epoch', 'steps per epoch (a count, not s)')} | "
-                f"{g['intercept_s']:.2f} | {g['seconds_per_million_rows']:.2f} | "
-                f"{g['loglog_slope']:.2f} |"
-            )
-    if len(results) < 2:
-        lines.append("| (one size only: no fit) | | | |")
-    per_step = [r["epoch"]["seconds_per_step"] for r in results]
-    lines += [
-        "",
-        "An epoch is (steps per epoch) x (time per step). Steps per epoch follow the rows; a step's work does not "
-        "depend on the table's size (64 windows of up to 201 events, the same catalogue), so the spread of the time "
-        f"per step here ({min(per_step):.2f} to {max(per_step):.2f} s) is the load of the shared machine, and the "
-        "epoch-time fit inherits it.",
+    columns = [("phase", "label"), ("a (s)", "metric.intercept_s")]
+    columns += [
+        ("b (s per million rows)", "metric.seconds_per_million_rows"),
+        ("log-log slope", "metric.loglog_slope"),
     ]
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    growth = [r for r in file.rows if r.method == "growth"]
+    lines.append(rows_table(growth, columns, digits=2) + ("" if growth else "\n| (one size only: no fit) | | | |"))
+    if synthetic:
+        per_step = [r.metrics["seconds_per_step"] for r in synthetic]
+        lines += ["", EPOCH.format(low=min(per_step), high=max(per_step))]
+    return "\n".join(lines) + "\n"
 
 
-def run_child(folder: Path, args) -> dict:
-    """Measure one folder in a fresh process (its own peak memory); the child prints one RESULT line."""
-    command = [sys.executable, __file__, "--child", str(folder), "--epoch-steps", str(args.epoch_steps)]
-    command += ["--threads", str(args.threads)] if args.threads else []
-    if args.full_softmax_items is not None:
-        command += ["--full-softmax-items", str(args.full_softmax_items)]
-    proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+def child(*argv) -> dict:
+    """This script with `argv` in a fresh process (its own peak memory); it prints one RESULT line."""
+    proc = subprocess.run([sys.executable, __file__, *map(str, argv)], capture_output=True, text=True, cwd=ROOT)
     found = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode or not found:
-        sys.exit(f"{folder}: the measuring process failed:\n{proc.stderr[-3000:]}")
-    return {**json.loads(found[-1].removeprefix("RESULT ")), "loadavg": os.getloadavg()}
+        sys.exit(f"{' '.join(map(str, argv))}: the child process failed:\n{proc.stderr[-3000:]}")
+    return json.loads(found[-1].removeprefix("RESULT "))
+
+
+def size_row(dataset: str, rows: int, metrics: dict, measured: dict, env: dict) -> Result:
+    extra = {"rows": rows, **measured["extra"], "loadavg": list(os.getloadavg()), "cpus": os.cpu_count()}
+    m = {**metrics, **measured["metrics"]}
+    print(f"{rows:>11,} rows: data path {m['data_path_s']:.1f}s, peak {m['peak_mb_windows']:.0f} MB, "
+          f"{m['seconds_per_step']:.2f} s/step; load average {extra['loadavg'][0]:.1f}", flush=True)  # fmt: skip
+    env = {**env, "threads": measured["threads"]}
+    return Result(dataset, "scale", "data_path", m, slice=str(rows), steps=measured["steps"], extra=extra, **env)
 
 
 def main() -> None:
@@ -265,64 +262,54 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=10_000, help="catalogue size (the same for every size)")
     parser.add_argument("--epoch-steps", type=int, default=30, help="training steps timed per size (0: an epoch)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    parser.add_argument(
-        "--full-softmax-items", type=int, default=None, help="training.full_softmax_items (default: the loop's)"
-    )
+    parser.add_argument("--full-softmax-items", type=int, help="training.full_softmax_items (default: the loop's)")
     parser.add_argument("--ml1m", default=str(ROOT / "data/ml-1m"), help="real ML-1M folder ('' to skip)")
     parser.add_argument("--data-dir", default="/tmp/textrec_scale", help="where the synthetic files are written")
-    parser.add_argument("--out", default=str(ROOT / "docs/benchmarks/scale"))
+    parser.add_argument("--out", default=str(ROOT / "docs/benchmarks/scale"), help="results file (.json, .md)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)  # measure one folder, print JSON
     parser.add_argument("--write", default=None, help=argparse.SUPPRESS)  # write one synthetic folder
-    parser.add_argument("--from-json", default=None, help="only rewrite the report from this JSON report")
+    parser.add_argument("--from-json", default=None, help="only rewrite the markdown from this results file")
     args = parser.parse_args()
+    out = Path(args.out).with_suffix(".json")
     if args.child:
         result = measure(Path(args.child), args.epoch_steps, args.threads, args.full_softmax_items)
         print("RESULT " + json.dumps(result), flush=True)
-        return
-    if args.from_json:  # rewrite the Markdown report from a JSON one
-        payload = json.loads(Path(args.from_json).read_text())
-        write_report(payload["results"], payload["real_data"], payload["system"], Path(args.out))
-        return
-    if args.write:
+    elif args.write:
         started = time.perf_counter()
         meta = write_synthetic(Path(args.write), args.rows[0], args.items)
-        meta["write_s"] = time.perf_counter() - started
-        (Path(args.write) / "meta.json").write_text(json.dumps(meta))
-        return
-    info = system()
-    info.update(
-        date=time.strftime("%Y-%m-%d"),
-        command="python scripts/benchmark_scale.py " + " ".join(sys.argv[1:]),
-        loadavg_before=os.getloadavg(),
-    )
-    results, real = [], []
-    for rows in sorted(args.rows):
-        folder = Path(args.data_dir) / f"scale_{rows}"
-        meta_path = folder / "meta.json"
-        if not meta_path.is_file():  # in its own process too: a child would inherit this one's peak memory
-            command = [sys.executable, __file__, "--write", str(folder), "--rows", str(rows)]
-            subprocess.run(command + ["--items", str(args.items)], check=True, cwd=ROOT)
-        results.append({**json.loads(meta_path.read_text()), **run_child(folder, args)})
-        report(results[-1])
+        print("RESULT " + json.dumps({**meta, "write_s": time.perf_counter() - started}), flush=True)
+    elif args.from_json:
+        out.with_suffix(".md").write_text(markdown(ResultsFile.load(args.from_json)))
+    else:
+        run(args, out)
+
+
+def run(args, out: Path) -> None:
+    """Every size (written once, then measured in its own process), ML-1M if present; merged into `out`."""
+    options = ["--epoch-steps", args.epoch_steps, *(["--threads", args.threads] if args.threads else [])]
+    options += [] if args.full_softmax_items is None else ["--full-softmax-items", args.full_softmax_items]
+    env, rows = environment(), []
+    for n in sorted(args.rows):
+        folder = Path(args.data_dir) / f"scale_{n}"
+        if not (folder / "meta.json").is_file():  # its own process too: a child inherits this one's peak memory
+            meta = child("--write", folder, "--rows", n, "--items", args.items)
+            (folder / "meta.json").write_text(json.dumps(meta))
+        meta = json.loads((folder / "meta.json").read_text())
+        written = {k: meta[k] for k in ("file_mb", "write_s")}
+        rows.append(size_row("synthetic", n, written, child("--child", folder, *options), env))
     ml1m = Path(args.ml1m) if args.ml1m else None
     if ml1m is not None and (ml1m / f"{ml1m.name}.inter").is_file():
         inter = ml1m / f"{ml1m.name}.inter"
-        meta = {"name": "ml-1m", "file_mb": inter.stat().st_size / 2**20}
-        real.append({**meta, **run_child(ml1m, args)})
-        real[-1]["rows"] = sum(1 for _ in open(inter, "rb")) - 1
-        report(real[-1])
-    info["loadavg_after"] = os.getloadavg()
-    write_report(results, real, info, Path(args.out))
-    print(Path(args.out).with_suffix(".md").read_text())
-
-
-def report(result: dict) -> None:
-    print(
-        f"{result['rows']:>11,} rows: load+split {result['load_split_s']:.1f}s, windows {result['windows_s']:.1f}s, "
-        f"peak {result['peak_mb']['windows']:.0f} MB; {result['epoch']['seconds_per_step']:.2f} s/step, "
-        f"epoch {result['epoch']['epoch_seconds']:.0f}s; load average {result['loadavg'][0]:.1f}",
-        flush=True,
-    )
+        n = sum(1 for _ in open(inter, "rb")) - 1
+        measured = child("--child", ml1m, *options)
+        rows.append(size_row("ml-1m", n, {"file_mb": inter.stat().st_size / 2**20}, measured, env))
+    file = ResultsFile.load(out)
+    file.merge(rows)
+    file.rows = [r for r in file.rows if r.method != "growth"]
+    file.merge(growth_rows(file, env))
+    file.add_command(shlex.join(["python", "scripts/benchmark_scale.py", *sys.argv[1:]]))
+    file.save(out, markdown(file))
+    print(out.with_suffix(".md").read_text())
 
 
 if __name__ == "__main__":

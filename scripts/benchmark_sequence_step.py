@@ -9,15 +9,15 @@ expected-count logQ). Each configuration times forward + backward + AdamW step, 
     distinct candidates skip the accidental-hit mask;
   * unfused (the earlier code, rebuilt here): logits / temperature + bias - log q as separate passes over the
     [targets, candidates] logits, then the hit mask.
-Both compute the same loss (checked on the first batch). Writes docs/benchmarks/sequence_step.{json,md}.
+Both compute the same loss (checked on the first batch). Merges a row per shape (`textrec-results/1`, `slice` =
+BxL) into docs/benchmarks/sequence_step.json and regenerates sequence_step.md.
 On a shared machine run with --threads 1 and compare the ratio only.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -29,6 +29,8 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from textrec.evaluate.results import Result, ResultsFile, environment  # noqa: E402
+from textrec.evaluate.tables import header, number, table  # noqa: E402
 from textrec.model.towers import TwoTowerModel  # noqa: E402
 from textrec.train.objectives import TrainingObjective  # noqa: E402
 
@@ -76,14 +78,30 @@ def time_steps(fused: bool, batch: int, length: int, steps: int) -> tuple[float,
     return (time.perf_counter() - started) / steps, first_loss
 
 
+def markdown(file: ResultsFile) -> str:
+    versions = {r.extra["torch"] for r in file.rows if "torch" in r.extra} | {file.notes.get("torch")} - {None}
+    title = "Sequence-tower step, ML-1M shape, synthetic batches, torch " + ", ".join(sorted(versions))
+    lines = []
+    for r in file.rows:
+        m = r.metrics
+        lines.append(
+            [f"{r.extra['batch']} x {r.extra['length']}", number(m["unfused_s_per_step"], 3)]
+            + [number(m["fused_s_per_step"], 3), f"{number(m['speedup'], 2)}x", number(m["fused_targets_per_s"], 0)]
+            + [number(m["ml1m_epoch_s_estimate"], 0)]
+        )
+    headers = ["B x L", "unfused s/step", "fused s/step", "speedup", "targets/s", "ML-1M epoch estimate (s)"]
+    return header(title, file) + "\n\n" + table(headers, lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--shapes", default="64x200,32x200", help="BxL batches to time")
+    parser.add_argument("--out", default=str(ROOT / "docs/benchmarks/sequence_step"), help="results file (.json, .md)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    rows = []
+    env, rows = environment(), []
     for shape in args.shapes.split(","):
         batch, length = (int(v) for v in shape.split("x"))
         fused, loss_fused = time_steps(True, batch, length, args.steps)
@@ -91,41 +109,23 @@ def main() -> None:
         if abs(loss_fused - loss_unfused) > 1e-4 * abs(loss_unfused):
             raise SystemExit(f"the fused loss {loss_fused} differs from the unfused {loss_unfused}")
         targets = batch * length
-        rows.append(
-            {
-                "batch": batch,
-                "length": length,
-                "fused_s_per_step": fused,
-                "unfused_s_per_step": unfused,
-                "speedup": unfused / fused,
-                "fused_targets_per_s": targets / fused,
-                "ml1m_epoch_s_estimate": 982_089 / (targets / fused),  # ML-1M E1 training targets per epoch
-            }
-        )
-        print(rows[-1], flush=True)
-    meta = {
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {args.threads} torch threads, CPU",
-        "command": "python scripts/benchmark_sequence_step.py " + " ".join(sys.argv[1:]),
-        "torch": torch.__version__,
-    }
-    out = ROOT / "docs" / "benchmarks"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "sequence_step.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    lines = [
-        f"Sequence-tower step, ML-1M shape, synthetic batches ({meta['date']}, {meta['machine']}, torch "
-        f"{meta['torch']}; `{meta['command']}`)",
-        "",
-        "| B x L | unfused s/step | fused s/step | speedup | targets/s | ML-1M epoch estimate (s) |",
-        "|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['batch']} x {r['length']} | {r['unfused_s_per_step']:.3f} | {r['fused_s_per_step']:.3f} | "
-            f"{r['speedup']:.2f}x | {r['fused_targets_per_s']:.0f} | {r['ml1m_epoch_s_estimate']:.0f} |"
-        )
-    (out / "sequence_step.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+        metrics = {
+            "fused_s_per_step": fused,
+            "unfused_s_per_step": unfused,
+            "speedup": unfused / fused,
+            "fused_targets_per_s": targets / fused,
+            "ml1m_epoch_s_estimate": 982_089 / (targets / fused),  # ML-1M E1 training targets per epoch
+        }
+        extra = {"batch": batch, "length": length, "items": NUM_ITEMS, "dim": DIM, "torch": torch.__version__}
+        rows.append(Result("synthetic", "sequence_step", "sequence_tower_step", metrics, slice=f"{batch}x{length}",
+                           steps=args.steps, extra=extra, **env))  # fmt: skip
+        print(shape, metrics, flush=True)
+    out = Path(args.out).with_suffix(".json")
+    file = ResultsFile.load(out)
+    file.merge(rows)
+    file.add_command(shlex.join(["python", "scripts/benchmark_sequence_step.py", *sys.argv[1:]]))
+    file.save(out, markdown(file))
+    print(out.with_suffix(".md").read_text())
 
 
 if __name__ == "__main__":

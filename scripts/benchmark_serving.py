@@ -4,82 +4,76 @@
         --text-user-model outputs/bench_ml100k/text_text_lora/model
 
 Uses the ml-100k catalogue (data/ml-100k/ml-100k.item) and a synthetic catalogue of 100,000 item vectors (the
-cached-index case: scoring and top-k only, the user tower run once). Writes docs/benchmarks/serving.json and
-docs/benchmarks/serving.md. Timings are wall-clock on this machine; compare ratios within one run.
+cached-index case: scoring and top-k only, the user tower run once). Merges its rows (`textrec-results/1`: one per
+user tower, one for HTTP, one per search over the 100k catalogue; `method` names what is measured) into
+docs/benchmarks/serving.json and regenerates docs/benchmarks/serving.md. Timings are wall-clock on this machine;
+compare ratios within one run.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
+import shlex
 import socket
+import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parents[1]
+from textrec.evaluate.results import Result, ResultsFile, environment
+from textrec.evaluate.tables import header, number, table
+from textrec.files import atomic_write_text
+
+ORDER = ("sequence_user_tower", "text_user_tower", "exact_torch", "faiss-flat", "faiss-hnsw", "faiss-ivf")
+ORDER += ("recommend_end_to_end_sequence_tower", "http_recommend")
 
 
-def percentiles(samples_ms: list[float]) -> dict:
-    arr = np.asarray(samples_ms)
-    return {"p50_ms": float(np.percentile(arr, 50)), "p99_ms": float(np.percentile(arr, 99)), "n": len(arr)}
+def clock(fn):
+    """`fn()` and the seconds it took."""
+    start = time.perf_counter()
+    value = fn()
+    return value, time.perf_counter() - start
 
 
-def timed(fn, repeat: int) -> list[float]:
-    out = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - start) * 1000)
-    return out
+def percentiles(samples_ms: list[float], prefix: str = "") -> dict:
+    return {
+        f"{prefix}p50_ms": float(np.percentile(samples_ms, 50)),
+        f"{prefix}p99_ms": float(np.percentile(samples_ms, 99)),
+    }
 
 
-def bench_recommender(model_dir: Path, items: Path, label: str, results: dict, users: list[list[str]]):
+def latency(fn, repeat: int, prefix: str = "") -> dict:
+    """p50 / p99 milliseconds of `repeat` calls of `fn`."""
+    return percentiles([clock(fn)[1] * 1000 for _ in range(repeat)], prefix)
+
+
+def bench_recommender(model_dir: Path, items: Path, method: str, users: list[list[str]], env: dict):
     from textrec.serve.recommender import Recommender
 
     with tempfile.TemporaryDirectory() as cache:
-        start = time.perf_counter()
-        rec = Recommender.from_pretrained(model_dir, items, cache_dir=cache)
-        build = time.perf_counter() - start
-        start = time.perf_counter()
-        Recommender.from_pretrained(model_dir, items, cache_dir=cache, show_progress=False)
-        cached = time.perf_counter() - start
-    row = {
-        "user_tower": rec.towers.user_tower,
-        "items": len(rec),
-        "index_build_s": build,
-        "load_with_cached_index_s": cached,
-    }
+        rec, build = clock(lambda: Recommender.from_pretrained(model_dir, items, cache_dir=cache))
+        _, cached = clock(lambda: Recommender.from_pretrained(model_dir, items, cache_dir=cache, show_progress=False))
+    metrics, n_items = {"index_build_s": build, "load_with_cached_index_s": cached}, len(rec)
     rec.recommend(users[0], 10)  # warm-up
-    row["recommend_one_user"] = percentiles(
-        timed(
-            lambda: rec.recommend(users[np.random.randint(len(users))], 10),
-            200 if rec.towers.user_tower == "sequence" else 50,
-        )
-    )
+    repeat = 200 if rec.towers.user_tower == "sequence" else 50
+    metrics |= latency(lambda: rec.recommend(users[np.random.randint(len(users))], 10), repeat, "recommend_")
     batch = [users[i % len(users)] for i in range(1000)]
-    start = time.perf_counter()
-    rec.recommend_batch(batch, 10)
-    row["batch_1000_users_per_s"] = 1000 / (time.perf_counter() - start)
-    new = [
-        {"item_id": f"new{i}", "movie_title": f"New film {i}", "release_year": "2026", "class": "Drama"}
-        for i in range(100)
-    ]
-    start = time.perf_counter()
-    rec.add_items(new)
-    row["add_items_100_s"] = time.perf_counter() - start
-    results[label] = row
-    print(label, json.dumps(row, indent=1))
-    return rec
+    metrics["batch_1000_users_per_s"] = 1000 / clock(lambda: rec.recommend_batch(batch, 10))[1]
+    new = [{"item_id": f"new{i}", "movie_title": f"New film {i}", "release_year": "2026", "class": "Drama"}
+           for i in range(100)]  # fmt: skip
+    metrics["add_items_100_s"] = clock(lambda: rec.add_items(new))[1]
+    extra = {"user_tower": rec.towers.user_tower, "items": n_items, "recommend_samples": repeat}
+    print(method, metrics, flush=True)
+    return rec, Result(items.parent.name, "serving", method, metrics, extra={**extra, "model": str(model_dir)}, **env)
 
 
-def bench_large_catalogue(rec, results: dict, users: list[list[str]], n_items: int = 100_000):
+def bench_large_catalogue(rec, env: dict, n_items: int = 100_000) -> list[Result]:
     """Scoring + top-10 for an already-encoded user over a 100k-item cached index, exact and FAISS."""
     from textrec.serve.recommender import build_faiss_index
 
@@ -88,27 +82,31 @@ def bench_large_catalogue(rec, results: dict, users: list[list[str]], n_items: i
     vectors = F.normalize(torch.randn(n_items, dim, generator=gen), dim=-1).contiguous()
     user = F.normalize(torch.randn(1, dim, generator=gen), dim=-1)
     queries = F.normalize(torch.randn(200, dim, generator=gen), dim=-1)
+    rows = []
+
+    def row(method, metrics, samples):
+        extra = {"items": n_items, "dim": dim, "samples": samples}
+        rows.append(Result("synthetic", "serving", method, metrics, extra=extra, **env))
+        print(method, metrics, flush=True)
 
     def exact(u):
         return torch.topk(u @ vectors.T, 10).indices
 
     exact(user)
-    out = {"items": n_items, "dim": dim, "exact_torch": percentiles(timed(lambda: exact(user), 300))}
+    row("exact_torch", latency(lambda: exact(user), 300), 300)
     truth = exact(queries)
     for kind in ("faiss-flat", "faiss-hnsw", "faiss-ivf"):
         try:
-            start = time.perf_counter()
-            index = build_faiss_index(vectors.numpy(), kind)
-            built = time.perf_counter() - start
+            index, built = clock(lambda kind=kind: build_faiss_index(vectors.numpy(), kind))
         except ImportError:
-            out[kind] = "faiss-cpu not installed"
+            print(f"{kind}: faiss-cpu not installed", flush=True)
             continue
         q = user.numpy()
         index.search(q, 10)
-        lat = percentiles(timed(lambda q=q, index=index: index.search(q, 10), 300))
+        lat = latency(lambda q=q, index=index: index.search(q, 10), 300)
         _, found = index.search(queries.numpy(), 10)
         recall = float(np.mean([len(set(found[i]) & set(truth[i].tolist())) / 10 for i in range(len(queries))]))
-        out[kind] = {**lat, "build_s": built, "recall@10_vs_exact": recall}
+        row(kind, {**lat, "build_s": built, "recall@10_vs_exact": recall}, 300)
     # End-to-end recommend (user tower included) over the 100k index: swap the index in, as a cache would hold it.
     rec.item_ids = [f"s{i}" for i in range(n_items)]
     rec.positions = {i: n for n, i in enumerate(rec.item_ids)}
@@ -118,14 +116,11 @@ def bench_large_catalogue(rec, results: dict, users: list[list[str]], n_items: i
     rec._refresh_search()
     history = [rec.item_ids[i] for i in range(20)]
     rec.recommend(history, 10)
-    out["recommend_end_to_end_sequence_tower"] = percentiles(timed(lambda: rec.recommend(history, 10), 100))
-    results["catalogue_100k"] = out
-    print("100k", json.dumps(out, indent=1))
+    row("recommend_end_to_end_sequence_tower", latency(lambda: rec.recommend(history, 10), 100), 100)
+    return rows
 
 
-def bench_http(
-    model_dir: Path, items: Path, results: dict, users: list[list[str]], requests: int = 400, concurrency: int = 4
-):
+def bench_http(model_dir: Path, items: Path, users: list[list[str]], env: dict, requests=400, concurrency=4):
     """Bounded load on loopback: `requests` POST /recommend from `concurrency` client threads."""
     import httpx
     import uvicorn
@@ -147,81 +142,57 @@ def bench_http(
             break
         except httpx.TransportError:
             time.sleep(0.05)
-    latencies: list[float] = []
-    lock = threading.Lock()
 
-    def client(n: int, seed: int):
+    def client(seed: int) -> list[float]:
         rng = np.random.default_rng(seed)
         with httpx.Client(base_url=base, timeout=30) as http:
-            for _ in range(n):
-                start = time.perf_counter()
-                r = http.post("/recommend", json={"history": users[rng.integers(len(users))], "k": 10})
-                r.raise_for_status()
-                with lock:
-                    latencies.append((time.perf_counter() - start) * 1000)
 
-    start = time.perf_counter()
-    threads = [threading.Thread(target=client, args=(requests // concurrency, i)) for i in range(concurrency)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - start
+            def ask():
+                http.post("/recommend", json={"history": users[rng.integers(len(users))], "k": 10}).raise_for_status()
+
+            return [clock(ask)[1] * 1000 for _ in range(requests // concurrency)]
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        latencies, elapsed = clock(lambda: [ms for part in pool.map(client, range(concurrency)) for ms in part])
     server.should_exit = True
     thread.join(timeout=10)
-    results["http"] = {
-        "requests": len(latencies),
-        "concurrency": concurrency,
-        "requests_per_s": len(latencies) / elapsed,
-        **percentiles(latencies),
-    }
-    print("http", json.dumps(results["http"], indent=1))
+    metrics = {"requests_per_s": len(latencies) / elapsed, **percentiles(latencies)}
+    extra = {"requests": len(latencies), "concurrency": concurrency, "samples": len(latencies)}
+    print("http", metrics, flush=True)
+    return Result(items.parent.name, "serving", "http_recommend", metrics, extra=extra, **env)
 
 
-def markdown(results: dict) -> str:
-    lines = [
-        f"{results['meta']['machine']}, {results['meta']['date']}. Command: `{results['meta']['command']}`",
-        "",
-        "| what | figure |",
-        "|---|---|",
-    ]
-    for label in ("sequence_user_tower", "text_user_tower"):
-        r = results.get(label)
-        if not r:
-            continue
-        lines += [
-            f"| {label}: index build, {r['items']} ml-100k items | {r['index_build_s']:.2f} s |",
-            f"| {label}: load with cached index | {r['load_with_cached_index_s']:.2f} s |",
-            f"| {label}: recommend, one user (p50 / p99) | {r['recommend_one_user']['p50_ms']:.1f} / "
-            f"{r['recommend_one_user']['p99_ms']:.1f} ms |",
-            f"| {label}: batch of 1,000 users | {r['batch_1000_users_per_s']:.0f} users/s |",
-            f"| {label}: add_items(100) | {r['add_items_100_s']:.2f} s |",
-        ]
-    big = results.get("catalogue_100k", {})
-    if big:
-        lines.append(
-            f"| 100k items: score + top-10, one encoded user, exact (p50 / p99) | "
-            f"{big['exact_torch']['p50_ms']:.2f} / {big['exact_torch']['p99_ms']:.2f} ms |"
+def figures(r: Result) -> list[list[str]]:
+    """The table's lines of one row: (what, figure)."""
+    m, e = r.metrics, r.extra
+    if r.method.endswith("_user_tower"):
+        return [
+            [f"{r.method}: index build, {e['items']} {r.dataset} items", f"{number(m['index_build_s'], 2)} s"],
+            [f"{r.method}: load with cached index", f"{number(m['load_with_cached_index_s'], 2)} s"],
+            [f"{r.method}: recommend, one user (p50 / p99)",
+             f"{number(m['recommend_p50_ms'], 1)} / {number(m['recommend_p99_ms'], 1)} ms"],
+            [f"{r.method}: batch of 1,000 users", f"{number(m['batch_1000_users_per_s'], 0)} users/s"],
+            [f"{r.method}: add_items(100)", f"{number(m['add_items_100_s'], 2)} s"],
+        ]  # fmt: skip
+    if r.method == "http_recommend":
+        what = f"HTTP /recommend on loopback, {e['requests']} requests x {e['concurrency']} clients"
+        got = (
+            f"{number(m['requests_per_s'], 0)} req/s, p50 {number(m['p50_ms'], 1)} ms, p99 {number(m['p99_ms'], 1)} ms"
         )
-        for kind in ("faiss-flat", "faiss-hnsw", "faiss-ivf"):
-            r = big.get(kind)
-            if isinstance(r, dict):
-                lines.append(
-                    f"| 100k items: {kind} (p50 / p99, recall@10 vs exact) | {r['p50_ms']:.2f} / "
-                    f"{r['p99_ms']:.2f} ms, {r['recall@10_vs_exact']:.3f} |"
-                )
-        e2e = big["recommend_end_to_end_sequence_tower"]
-        lines.append(
-            f"| 100k items: recommend end to end, sequence tower (p50 / p99) | {e2e['p50_ms']:.1f} / "
-            f"{e2e['p99_ms']:.1f} ms |"
-        )
-    if "http" in results:
-        h = results["http"]
-        lines.append(
-            f"| HTTP /recommend on loopback, {h['requests']} requests x {h['concurrency']} clients | "
-            f"{h['requests_per_s']:.0f} req/s, p50 {h['p50_ms']:.1f} ms, p99 {h['p99_ms']:.1f} ms |"
-        )
-    return "\n".join(lines) + "\n"
+        return [[what, got]]
+    where, ms = f"{e['items'] // 1000}k items", f"{number(m['p50_ms'], 2)} / {number(m['p99_ms'], 2)} ms"
+    if r.method == "exact_torch":
+        return [[f"{where}: score + top-10, one encoded user, exact (p50 / p99)", ms]]
+    if r.method.startswith("faiss"):
+        return [[f"{where}: {r.method} (p50 / p99, recall@10 vs exact)", f"{ms}, {m['recall@10_vs_exact']:.3f}"]]
+    e2e = f"{number(m['p50_ms'], 1)} / {number(m['p99_ms'], 1)} ms"
+    return [[f"{where}: recommend end to end, sequence tower (p50 / p99)", e2e]]
+
+
+def markdown(file: ResultsFile) -> str:
+    rows = sorted(file.rows, key=lambda r: ORDER.index(r.method) if r.method in ORDER else len(ORDER))
+    lines = [line for r in rows for line in figures(r)]
+    return header("Serving", file) + "\n\n" + table(["what", "figure"], lines) + "\n"
 
 
 def main():
@@ -232,35 +203,28 @@ def main():
     parser.add_argument("--json", default="docs/benchmarks/serving.json")
     parser.add_argument("--md", default="docs/benchmarks/serving.md")
     args = parser.parse_args()
-    import sys
-
     from textrec.data import load_recbole
+    from textrec.data.splits import user_sequences
 
     torch.manual_seed(0)
     np.random.seed(0)
-    data = load_recbole(Path(args.items).parent)
-    from textrec.data.splits import user_sequences
-
+    items = Path(args.items)
+    data = load_recbole(items.parent)
     arrays = data.arrays
     users = [[data.item_ids[i] for i in arrays.items[rows][-20:]] for rows in user_sequences(data)]
-    results = {
-        "meta": {
-            "date": time.strftime("%Y-%m-%d"),
-            "command": "python scripts/benchmark_serving.py " + " ".join(sys.argv[1:]),
-            "machine": f"{platform.machine()}, {torch.get_num_threads()} "
-            f"threads, " + (torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU only"),
-        }
-    }
-    rec = bench_recommender(Path(args.model), Path(args.items), "sequence_user_tower", results, users)
+    env = environment()
+    rec, row = bench_recommender(Path(args.model), items, "sequence_user_tower", users, env)
+    rows = [row]
     if Path(args.text_user_model).is_dir():
-        bench_recommender(Path(args.text_user_model), Path(args.items), "text_user_tower", results, users)
-    bench_http(Path(args.model), Path(args.items), results, users)
-    bench_large_catalogue(rec, results, users)
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
-    table = markdown(results)
-    Path(args.md).write_text(table)
-    print(table)
+        rows.append(bench_recommender(Path(args.text_user_model), items, "text_user_tower", users, env)[1])
+    rows.append(bench_http(Path(args.model), items, users, env))
+    rows += bench_large_catalogue(rec, env)
+    file = ResultsFile.load(args.json)
+    file.merge(rows)
+    file.add_command(shlex.join(["python", "scripts/benchmark_serving.py", *sys.argv[1:]]))
+    file.save(args.json)
+    atomic_write_text(args.md, markdown(file))
+    print(Path(args.md).read_text())
 
 
 if __name__ == "__main__":

@@ -9,15 +9,14 @@ Measured in one process, one after the other, on the same batches (64 training w
     MiniLM + LoRA, the other items from the cache, the sequence tower over the histories, the full softmax;
   * frozen step: the same model with a frozen encoder (text vectors read from the cache only).
 The ratio LoRA / bare is what the issue's target is about (at most 1.5x). Examples are training windows (each holds
-up to 50 targets). Writes docs/benchmarks/throughput.{json,md}. On a shared machine run with --threads 1 and
-compare ratios only.
+up to 50 targets). Merges a row per measure (`textrec-results/1`) into docs/benchmarks/throughput.json and
+regenerates throughput.md. On a shared machine run with --threads 1 and compare ratios only.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -27,15 +26,18 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from textrec.config import DataConfig, ModelConfig  # noqa: E402
-from textrec.data import load_data  # noqa: E402
-from textrec.data.features import all_targets  # noqa: E402
-from textrec.data.splits import leave_one_out  # noqa: E402
-from textrec.evaluate.ranking import compute_text_vectors  # noqa: E402
-from textrec.model.build import build_model, item_template, item_tokens  # noqa: E402
-from textrec.model.encoders import load_encoder_and_tokenizer, pool  # noqa: E402
-from textrec.train.loop import WindowExamples  # noqa: E402
-from textrec.train.objectives import TextVectorCache, TrainingObjective  # noqa: E402
+from textrec.evaluate.results import Result, ResultsFile, environment  # noqa: E402
+from textrec.evaluate.tables import header, number, table  # noqa: E402
+
+MEASURES = {  # method: (what, rate metric, its unit)
+    "bare_encoder": ("bare MiniLM forward+backward, {live_items} items", "items_per_second", "items/s"),
+    "lora_step": (
+        "textrec LoRA step ({batch_windows} windows, {live_items} live items)",
+        "examples_per_second",
+        "windows/s",
+    ),
+    "frozen_step": ("textrec frozen step ({batch_windows} windows)", "examples_per_second", "windows/s"),
+}
 
 
 def timed(fn, steps: int, warmup: int = 2) -> float:
@@ -47,17 +49,18 @@ def timed(fn, steps: int, warmup: int = 2) -> float:
     return (time.perf_counter() - started) / steps
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--live-items", type=int, default=64)
-    parser.add_argument("--out", default="docs/benchmarks/throughput")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+def measure(args) -> dict:
+    """Seconds per step of the LoRA and frozen textrec steps and of the bare encoder, and the live items used."""
+    from textrec.config import DataConfig, ModelConfig
+    from textrec.data import load_data
+    from textrec.data.features import all_targets
+    from textrec.data.splits import leave_one_out
+    from textrec.evaluate.ranking import compute_text_vectors
+    from textrec.model.build import build_model, item_template, item_tokens
+    from textrec.model.encoders import load_encoder_and_tokenizer, pool
+    from textrec.train.loop import WindowExamples
+    from textrec.train.objectives import TextVectorCache, TrainingObjective
+
     data_cfg = DataConfig(path="data/ml-100k", item_template="{movie_title} ({release_year}). Genres: {class}")
     data = load_data(data_cfg)
     split = leave_one_out(data)
@@ -65,14 +68,15 @@ def main() -> None:
     examples = WindowExamples(all_targets(split.train), 50)
     batch = examples.batch(list(range(args.batch_size)), 0, "cpu")
     freq = torch.ones(data.num_items)
-    results = {}
+    seconds = {}
     for mode in ("lora", "frozen"):
         cfg = ModelConfig(encoder="minilm", pooling="mean", train_mode=mode, id_embedding=True)
         model, tok = build_model(cfg, data.num_items)
         tokens = item_tokens(texts, tok, cfg, model)
         cache = TextVectorCache()
         cache.refresh(compute_text_vectors(model, tokens, 256, None, None), 0)
-        objective = TrainingObjective(model, tokens, freq, max_live_items=args.live_items, full_softmax_items=20000)
+        objective = TrainingObjective(model, tokens, freq)
+        objective.configure(max_live_items=args.live_items, full_softmax_items=20000)
         objective.train()
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], 1e-4)
 
@@ -82,7 +86,7 @@ def main() -> None:
             optimizer.step()
             optimizer.zero_grad()
 
-        results[f"{mode}_step_seconds"] = timed(step, args.steps)
+        seconds[f"{mode}_step"] = timed(step, args.steps)
     # the bare encoder on the same live items: the batch's first `live_items` distinct targets' tokens
     base, _ = load_encoder_and_tokenizer("minilm")
     base.train()
@@ -96,35 +100,55 @@ def main() -> None:
         optimizer.step()
         optimizer.zero_grad()
 
-    results["bare_encoder_seconds"] = timed(bare, args.steps)
-    windows = args.batch_size
-    report = {
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, CPU only",
-        "date": time.strftime("%Y-%m-%d"),
-        "command": "python scripts/benchmark_throughput.py " + " ".join(sys.argv[1:]),
-        "batch_windows": windows,
-        "live_items": len(targets),
-        **results,
-        "lora_examples_per_second": windows / results["lora_step_seconds"],
-        "frozen_examples_per_second": windows / results["frozen_step_seconds"],
-        "bare_encoder_items_per_second": len(targets) / results["bare_encoder_seconds"],
-        "lora_over_bare": results["lora_step_seconds"] / results["bare_encoder_seconds"],
+    seconds["bare_encoder"] = timed(bare, args.steps)
+    return {**seconds, "live_items": len(targets)}
+
+
+def result_rows(measured: dict, windows: int, steps: int, env: dict) -> list[Result]:
+    """A row per measure: seconds per step and its rate (and for LoRA its ratio to the bare encoder)."""
+    bare, lora, frozen = (measured[m] for m in ("bare_encoder", "lora_step", "frozen_step"))
+    metrics = {
+        "bare_encoder": {"seconds_per_step": bare, "items_per_second": measured["live_items"] / bare},
+        "lora_step": {"seconds_per_step": lora, "examples_per_second": windows / lora, "lora_over_bare": lora / bare},
+        "frozen_step": {"seconds_per_step": frozen, "examples_per_second": windows / frozen},
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out + ".json").write_text(json.dumps(report, indent=2) + "\n")
-    md = (
-        f"{report['machine']}, {report['date']}; `{report['command']}`\n\n"
-        "| measure | seconds per step | examples/s |\n|---|---|---|\n"
-        f"| bare MiniLM forward+backward, {len(targets)} items | {results['bare_encoder_seconds']:.3f} | "
-        f"{report['bare_encoder_items_per_second']:.0f} items/s |\n"
-        f"| textrec LoRA step ({windows} windows, {len(targets)} live items) | {results['lora_step_seconds']:.3f} | "
-        f"{report['lora_examples_per_second']:.0f} windows/s |\n"
-        f"| textrec frozen step ({windows} windows) | {results['frozen_step_seconds']:.3f} | "
-        f"{report['frozen_examples_per_second']:.0f} windows/s |\n\n"
-        f"LoRA step / bare encoder forward+backward: **{report['lora_over_bare']:.2f}x**\n"
-    )
-    Path(args.out + ".md").write_text(md)
-    print(md)
+    extra = {"encoder": "minilm", "batch_windows": windows, "live_items": measured["live_items"]}
+    return [Result("ml-100k", "throughput", m, v, steps=steps, extra=dict(extra), **env) for m, v in metrics.items()]
+
+
+def markdown(file: ResultsFile) -> str:
+    rows = sorted((r for r in file.rows if r.method in MEASURES), key=lambda r: list(MEASURES).index(r.method))
+    lines = [
+        [what.format(**r.extra), number(r.metrics["seconds_per_step"], 3), f"{number(r.metrics[rate], 0)} {unit}"]
+        for r in rows
+        for what, rate, unit in [MEASURES[r.method]]
+    ]
+    text = header("Training throughput", file) + "\n\n"
+    text += table(["measure", "seconds per step", "examples/s"], lines) + "\n"
+    for r in (r for r in rows if r.method == "lora_step"):
+        text += f"\nLoRA step / bare encoder forward+backward: **{r.metrics['lora_over_bare']:.2f}x**\n"
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--live-items", type=int, default=64)
+    parser.add_argument("--out", default="docs/benchmarks/throughput", help="results file (.json, .md)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    env = environment()
+    rows = result_rows(measure(args), args.batch_size, args.steps, env)
+    out = Path(args.out).with_suffix(".json")
+    file = ResultsFile.load(out)
+    file.merge(rows)
+    file.add_command(shlex.join(["python", "scripts/benchmark_throughput.py", *sys.argv[1:]]))
+    file.save(out, markdown(file))
+    print(out.with_suffix(".md").read_text())
 
 
 if __name__ == "__main__":

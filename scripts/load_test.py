@@ -7,15 +7,15 @@ load: reader threads post /recommend with random histories of catalogue ids, one
 new items (by text). Each phase is bounded by a request count and a time cap. Between the phases the server is
 stopped and started again; afterwards every item added before the restart must still be in the index (/similar
 answers 200) and usable in a history (/recommend answers 200). Reports requests/s, p50/p99 latency, errors by
-status (5xx must be 0) and lost items (must be 0); writes JSON and a markdown table.
+status (5xx must be 0) and lost items (must be 0). Merges a row per phase and one for the restart
+(`textrec-results/1`) into `<out>/load_test.json` (default docs/benchmarks) and regenerates load_test.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import random
+import shlex
 import socket
 import subprocess
 import sys
@@ -26,6 +26,12 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+
+from textrec.data import load_items
+from textrec.data.text import ItemTemplate
+from textrec.evaluate.results import Result, ResultsFile, environment
+from textrec.evaluate.tables import header, number, table
+from textrec.model.hub import read_config
 
 KEY = "load-test-key"
 
@@ -55,13 +61,12 @@ def start_server(args, port: int, cache_dir: Path, log: Path) -> subprocess.Pope
 
 
 def catalogue_ids(items_file: str) -> list[str]:
-    from textrec.data import load_items
-
     return [str(i) for i in load_items(items_file)["item_id"]]
 
 
-def run_phase(base: str, ids: list[str], fields: dict, args, phase: int) -> dict:
-    """Readers and one writer until `args.requests` requests are done or `args.seconds` pass."""
+def run_phase(base: str, ids: list[str], fields: dict, args, phase: int) -> tuple[dict, list[str]]:
+    """Readers and one writer until `args.requests` requests are done or `args.seconds` pass: the phase's metrics
+    (requests, seconds, rate, p50 / p99 ms, a count per status, 5xx errors) and the ids of the items it added."""
     stop_at, lock = time.perf_counter() + args.seconds, threading.Lock()
     budget = {"left": args.requests}
     latencies, statuses, added = [], {}, []
@@ -109,18 +114,13 @@ def run_phase(base: str, ids: list[str], fields: dict, args, phase: int) -> dict
     for t in threads:
         t.join()
     seconds = time.perf_counter() - started
-    lat = np.asarray(latencies) * 1000
-    return {
-        "phase": phase,
-        "requests": len(latencies),
-        "seconds": seconds,
-        "requests_per_second": len(latencies) / seconds,
-        "p50_ms": float(np.percentile(lat, 50)) if len(lat) else None,
-        "p99_ms": float(np.percentile(lat, 99)) if len(lat) else None,
-        "statuses": {str(k): v for k, v in sorted(statuses.items())},
-        "errors_5xx": sum(v for k, v in statuses.items() if k >= 500),
-        "items_added": added,
-    }
+    metrics = {"requests": len(latencies), "seconds": seconds, "requests_per_second": len(latencies) / seconds}
+    if latencies:
+        ms = np.asarray(latencies) * 1000
+        metrics |= {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
+    metrics |= {f"status_{k}": v for k, v in sorted(statuses.items())}
+    metrics["errors_5xx"] = sum(v for k, v in statuses.items() if k >= 500)
+    return metrics, added
 
 
 def lost_items(base: str, added: list[str]) -> list[str]:
@@ -136,6 +136,26 @@ def lost_items(base: str, added: list[str]) -> list[str]:
     return lost
 
 
+def markdown(file: ResultsFile) -> str:
+    lines = []
+    for r in (r for r in file.rows if r.method == "mixed_read_write"):
+        m = r.metrics
+        statuses = ", ".join(f"{k.removeprefix('status_')}: {v}" for k, v in m.items() if k.startswith("status_"))
+        lines.append(
+            [r.extra["phase"], number(m["requests"]), number(m["requests_per_second"], 0)]
+            + [number(m.get("p50_ms"), 1), number(m.get("p99_ms"), 1), statuses, number(m["errors_5xx"])]
+        )
+    text = header("Load test", file) + "\n\n"
+    text += table(["phase", "requests", "req/s", "p50 ms", "p99 ms", "statuses", "5xx"], lines) + "\n"
+    for r in (r for r in file.rows if r.method == "restart"):
+        m = r.metrics
+        text += (
+            f"\n{number(m['items_added_before_restart'])} items added before the restart, "
+            f"{number(m['items_lost'])} lost after it; restart took {m['restart_seconds']:.1f}s\n"
+        )
+    return text
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True)
@@ -145,21 +165,17 @@ def main():
     parser.add_argument("--seconds", type=float, default=90, help="per phase time cap")
     parser.add_argument("--write-pause", type=float, default=0.02, help="seconds between the writer's requests")
     parser.add_argument("--start-timeout", type=float, default=300)
-    parser.add_argument("--out", default="outputs/load_test")
+    parser.add_argument("--out", default="docs/benchmarks", help="folder of load_test.{json,md}")
     args = parser.parse_args()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="textrec-load-"))
     cache_dir, log, port = work / "cache", work / "added_items.jsonl", free_port()
     base = f"http://127.0.0.1:{port}"
-    from textrec.data.text import ItemTemplate
-    from textrec.model.hub import read_config
-
     fields = ItemTemplate(read_config(args.model)["item_template"]).fields
     ids = catalogue_ids(args.items)
+    env = environment()
     server = start_server(args, port, cache_dir, log)
     try:
-        first = run_phase(base, ids, fields, args, 1)
+        first, added = run_phase(base, ids, fields, args, 1)
     finally:
         server.terminate()
         server.wait(timeout=60)
@@ -167,34 +183,23 @@ def main():
     server = start_server(args, port, cache_dir, log)
     restart_seconds = time.perf_counter() - restarted_at
     try:
-        lost = lost_items(base, first["items_added"])
-        second = run_phase(base, ids, fields, args, 2)
+        lost = lost_items(base, added)
+        second, _ = run_phase(base, ids, fields, args, 2)
     finally:
         server.terminate()
         server.wait(timeout=60)
-    report = {
-        "phases": [{k: v for k, v in p.items() if k != "items_added"} for p in (first, second)],
-        "items_added_before_restart": len(first["items_added"]),
-        "lost_after_restart": lost,
-        "restart_seconds": restart_seconds,
-        "readers": args.readers,
-        "machine": f"{os.cpu_count()} CPUs",
-    }
-    (out / "load_test.json").write_text(json.dumps(report, indent=2))
-    lines = ["| phase | requests | req/s | p50 ms | p99 ms | statuses | 5xx |", "|---|---|---|---|---|---|---|"]
-    for p in report["phases"]:
-        lines.append(
-            f"| {p['phase']} | {p['requests']} | {p['requests_per_second']:.0f} | {p['p50_ms']:.1f} | "
-            f"{p['p99_ms']:.1f} | {p['statuses']} | {p['errors_5xx']} |"
-        )
-    lines.append(
-        f"\n{report['items_added_before_restart']} items added before the restart, "
-        f"{len(lost)} lost after it; restart took {restart_seconds:.1f}s"
-    )
-    (out / "load_test.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    failed = lost or any(p["errors_5xx"] for p in report["phases"])
-    sys.exit(1 if failed else 0)
+    dataset, extra = Path(args.items).parent.name, {"readers": args.readers, "writers": 1}
+    rows = [Result(dataset, "load", "mixed_read_write", m, slice=f"phase_{i}", extra={"phase": i, **extra}, **env)
+            for i, m in ((1, first), (2, second))]  # fmt: skip
+    restart = {"restart_seconds": restart_seconds, "items_added_before_restart": len(added), "items_lost": len(lost)}
+    rows.append(Result(dataset, "load", "restart", restart, extra={**extra, "lost_after_restart": lost}, **env))
+    out = Path(args.out) / "load_test.json"
+    file = ResultsFile.load(out)
+    file.merge(rows)
+    file.add_command(shlex.join(["python", "scripts/load_test.py", *sys.argv[1:]]))
+    file.save(out, markdown(file))
+    print(out.with_suffix(".md").read_text())
+    sys.exit(1 if lost or first["errors_5xx"] or second["errors_5xx"] else 0)
 
 
 if __name__ == "__main__":

@@ -6,22 +6,26 @@
 A grid is a list of variants, each a config plus overrides. Every run trains under the same wall-clock budget
 (`--minutes`, evaluation excluded; or, on a shared machine where wall-clock budgets are not comparable, an epoch
 budget `--epochs` with `--minutes 0`) with early stopping on validation (`--patience`); the ranking and any
-decision use the validation column only. Test metrics are written too, for the record, and must not be used to choose.
-Finished runs are reused (their metrics.json); JSON rows and a markdown table go to
-docs/benchmarks/selection_<grid>.{json,md}, rewritten after every run so that partial results survive.
+decision use the validation column only. Test metrics (history masked) are written too, for the record, and must not
+be used to choose. Finished runs are reused (their metrics.json). The table, docs/benchmarks/selection_<grid>.json (a
+`textrec.evaluate.results` file, merged with its earlier rows) and its markdown, is rewritten after every run so that
+partial results survive.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
+import logging
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from textrec.evaluate.results import ResultsFile, choose_on_validation, environment, summarise  # noqa: E402
+from textrec.evaluate.runs import run_once, train_run_rows  # noqa: E402
+from textrec.evaluate.tables import header, summary_table  # noqa: E402
+
 CONFIGS = ROOT / "recipes" / "configs"
 TEXT_ONLY = ["model.id_embedding=false"]
 FULL = ["training.full_softmax_items=20000"]  # every ml-100k item a candidate
@@ -90,84 +94,58 @@ GRIDS = {
 }
 
 
-def run(name: str, config: str, overrides: list[str], out: Path, minutes: float, budget: list[str]) -> dict:
-    metrics = out / name / "metrics.json"
-    if metrics.is_file():
-        print(f"[{name}] reusing {metrics}", flush=True)
-        return json.loads(metrics.read_text())
-    cmd = [
-        sys.executable,
-        str(ROOT / "recipes" / "train.py"),
-        "--config",
-        str(CONFIGS / config),
+def measure(name: str, config: str, overrides: list[str], out: Path, minutes: float, budget: list[str], env: dict):
+    """One variant (reused once finished): its row and per-event test ranks with history masked."""
+    command = [sys.executable, ROOT / "recipes" / "train.py", "--config", CONFIGS / config]
+    command += [
         f"training.output_dir={out / name}",
         f"training.max_train_minutes={minutes}",
         "training.progress=false",
-        *budget,
-        *overrides,
     ]
-    print(f"[{name}] {' '.join(cmd)}", flush=True)
-    started = time.perf_counter()
-    with open(out / f"{name}.log", "w") as log:
-        proc = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        raise SystemExit(f"[{name}] failed ({proc.returncode}); see {out / f'{name}.log'}")
-    print(f"[{name}] done in {time.perf_counter() - started:.0f}s", flush=True)
-    return json.loads(metrics.read_text())
+    done = run_once([*command, *budget, *overrides], out / name, out / f"{name}.log", cwd=ROOT)
+    ran = json.loads(done.read_text())["config"]
+    dataset = ran["data"].get("name") or Path(ran["data"]["path"]).name
+    rows, ranks = train_run_rows(out / name, dataset, name, name, config, overrides, ran["training"]["seed"], env)
+    return [r for r in rows if r.slice == "masked"], {k: v for k, v in ranks.items() if k.endswith("/masked")}
 
 
-def best_epoch(summary: dict) -> dict:
-    """The epoch of the best validation (the weights that were tested) and the last epoch on frozen text vectors:
-    a LoRA run whose best epoch is not after its warm-up was tested without its adapter's training."""
-    curve = summary.get("curve") or []
-    best = max(curve, key=lambda p: p["valid_ndcg@10"], default={}).get("epoch")
-    model, training = summary["config"].get("model", {}), summary["config"]["training"]
-    encoder_trains = model.get("encoder") and model.get("train_mode") != "frozen"
-    # the epoch it joined after (recorded since 2026-12-03), else the configured warm-up
-    warmup = summary.get("encoder_joined_after_epoch", training.get("encoder_warmup_epochs", 0))
-    return {"best_epoch": best, "encoder_warmup_epochs": warmup if encoder_trains else None}
+def winners(file: ResultsFile) -> dict[str, str]:
+    """The best variant on validation per model family (config), never across families."""
+    summaries = summarise(file.rows)
+    families = {r.config: {q.method for q in file.rows if q.config == r.config} for r in file.rows}
+    return {config: choose_on_validation(summaries, methods, "masked") for config, methods in families.items()}
 
 
-def row(name: str, config: str, overrides: list[str], summary: dict) -> dict:
-    test = summary["results"]["test_mask=True"]
-    return {
-        **best_epoch(summary),
-        "variant": name,
-        "config": config,
-        "overrides": overrides,
-        "valid_ndcg@10": summary["best_valid_ndcg@10"],
-        "test_ndcg@10": test["ndcg@10"],
-        "epochs": summary["epochs"],
-        "train_seconds": summary["train_seconds"],
-        "stopped": summary["stopped"],
-    }
+def markdown(file: ResultsFile, grid: str) -> str:
+    """The variants ranked by validation NDCG@10 (test beside it, for the record), and each family's winner."""
+    notes = file.notes
+    summaries = sorted(summarise(file.rows), key=lambda s: -s.mean.get("valid_ndcg@10", float("-inf")))
 
+    def column(fn):
+        return lambda s: ", ".join(dict.fromkeys(fn(r) for r in file.rows if r.method == s.method)) or "-"
 
-def write(rows: list[dict], meta: dict, stem: Path) -> None:
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    lines = [
-        f"Selection grid `{meta['grid']}`: budget per run {meta['minutes']} min (0: none), epochs "
-        f"{meta['epochs'] or 'of the config'}, patience {meta['patience'] or 'of the config'}; {meta['machine']}, "
-        f"{meta['date']}.",
-        f"Command: `{meta['command']}`. Rank by validation; test is recorded only.",
-        "",
-        "| variant | overrides | valid NDCG@10 | test NDCG@10 | epochs | best epoch (encoder joins after) | train s "
-        "| stopped |",
-        "|---|---|---|---|---|---|---|---|",
+    def best_epoch(r) -> str:  # the tested weights' epoch, and for a LoRA row the epoch LoRA joined after
+        best, joined = r.extra.get("best_epoch"), r.extra.get("encoder_warmup_epochs")
+        return ("-" if best is None else str(best)) + ("" if joined is None else f" ({joined})")
+
+    extra = [
+        ("config", column(lambda r: r.config)),
+        ("overrides", column(lambda r: " ".join(r.overrides) or "-")),
+        ("best epoch (encoder joins after)", column(best_epoch)),
+        ("stopped", column(lambda r: str(r.extra.get("stopped", "-")))),
     ]
-    for r in sorted(rows, key=lambda r: -r["valid_ndcg@10"]):
-        joins = f" ({r['encoder_warmup_epochs']})" if r.get("encoder_warmup_epochs") is not None else ""
-        best = "-" if r.get("best_epoch") is None else r["best_epoch"]
-        lines.append(
-            f"| {r['variant']} | {' '.join(r['overrides']) or '-'} | {r['valid_ndcg@10']:.4f} | "
-            f"{r['test_ndcg@10']:.4f} | {r['epochs']:.1f} | {best}{joins} | "
-            f"{r['train_seconds']:.0f} | {r['stopped']} |"
-        )
-    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    title = (
+        f"Selection grid `{grid}`: budget per run {notes.get('minutes')} min (0: none), epochs "
+        f"{notes.get('epochs') or 'of the config'}, patience {notes.get('patience') or 'of the config'}. Ranked by "
+        "validation; test (history masked) is recorded only"
+    )
+    best = "; ".join(f"{config}: `{method}`" for config, method in winners(file).items())
+    table = summary_table(summaries, metrics=(("test NDCG@10", "ndcg@10"),), slices=["masked"], extra=extra)
+    return f"{header(title, file)}\n\n{table}\n\nBest on validation per config: {best}.\n"
 
 
 def main() -> None:
+    logging.basicConfig(format="%(message)s", level=logging.INFO)  # the runs' progress (textrec.evaluate.runs)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--grid", required=True, choices=sorted(GRIDS))
     parser.add_argument("--only", action="append", help="run only these variants (repeatable)")
@@ -176,30 +154,22 @@ def main() -> None:
     parser.add_argument("--patience", type=int, default=None, help="early-stopping patience (default: the config's)")
     parser.add_argument("--out", default="outputs/selection")
     args = parser.parse_args()
-    import torch
-
-    meta = {
-        "grid": args.grid,
-        "minutes": args.minutes,
-        "epochs": args.epochs,
-        "patience": args.patience,
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, CPU only",
-        "command": "python scripts/select_on_validation.py " + " ".join(sys.argv[1:]),
-    }
-    out = ROOT / args.out / args.grid
-    out.mkdir(parents=True, exist_ok=True)
+    path = ROOT / "docs" / "benchmarks" / f"selection_{args.grid}.json"
+    file = ResultsFile.load(path)
+    file.add_command("python scripts/select_on_validation.py " + " ".join(sys.argv[1:]))
+    file.notes.update(grid=args.grid, minutes=args.minutes, epochs=args.epochs, patience=args.patience)
+    out, env = ROOT / args.out / args.grid, environment()
     budget = [f"training.epochs={args.epochs}"] if args.epochs else []
     budget += [f"training.patience={args.patience}"] if args.patience else []
-    rows = []
     for name, (config, overrides) in GRIDS[args.grid].items():
         if args.only and name not in args.only and not (out / name / "metrics.json").is_file():
             continue  # not asked for and not finished; finished runs of other variants stay in the table
-        rows.append(row(name, config, overrides, run(name, config, overrides, out, args.minutes, budget)))
-        write(rows, meta, ROOT / "docs" / "benchmarks" / f"selection_{args.grid}")
-    for config in dict.fromkeys(r["config"] for r in rows):  # one winner per model family (config), not across
-        best = max((r for r in rows if r["config"] == config), key=lambda r: r["valid_ndcg@10"])
-        print(f"best on validation ({config}): {best['variant']} ({best['valid_ndcg@10']:.4f})")
+        rows, ranks = measure(name, config, overrides, out, args.minutes, budget, env)
+        file.merge(rows)
+        file.ranks.update(ranks)
+        file.save(path, markdown(file, args.grid))
+    for config, method in winners(file).items():
+        print(f"best on validation ({config}): {method}")
 
 
 if __name__ == "__main__":

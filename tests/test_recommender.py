@@ -1,6 +1,7 @@
 """The downstream Recommender: recommendations, cold-start items, similar items, the cached index."""
 
 import copy
+import warnings
 
 import pytest
 import torch
@@ -133,3 +134,11 @@ def test_faiss_flat_matches_exact(trained_model_dir, _tiny_bert, tmp_path):
     )
     history = _topic_history(data, "charlie")
     assert [i for i, _ in exact.recommend(history, 10)] == [i for i, _ in flat.recommend(history, 10)]
+
+
+def test_loading_a_recommender_raises_no_future_warning(trained_model_dir, _tiny_bert):
+    out, items_path, _ = trained_model_dir
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Recommender.from_pretrained(out, items_path, base=copy.deepcopy(_tiny_bert[0]), show_progress=False)
+    assert [str(w.message) for w in caught if issubclass(w.category, FutureWarning)] == []

@@ -90,7 +90,8 @@ def test_tables_show_the_figures_and_the_provenance():
     text = summary_table(summarise(rows))
     assert "| model A | masked | 0.1500 | 0.0707 | 2 |" in text
     assert "0.2000" in text  # validation
-    assert "| a | 0 | 0.1000 |" in rows_table(rows, [("method", "method"), ("seed", "seed"), ("NDCG", "metric.ndcg@10")])
+    columns = [("method", "method"), ("seed", "seed"), ("NDCG", "metric.ndcg@10")]
+    assert "| a | 0 | 0.1000 |" in rows_table(rows, columns)
     file = ResultsFile(rows=rows, commands=["python x.py"])
     assert env["machine"] in header("Toy", file) and "`python x.py`" in header("Toy", file)
 

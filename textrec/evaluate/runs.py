@@ -4,6 +4,7 @@ finished train-recipe run (`train_run_rows`). The library runs the command it is
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import subprocess
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from textrec.evaluate.results import Result, ranks_key
 
+logger = logging.getLogger(__name__)
 E1_SLICES = {"masked": "test_mask=True", "unmasked": "test_mask=False"}
 E1_METRICS = ("ndcg@10", "recall@10", "mrr@10", "ndcg@20", "recall@20", "mrr@20")
 
@@ -25,18 +27,18 @@ def run_once(
     folder, log = Path(folder), Path(log)
     target = folder / done
     if target.is_file() and not force:
-        print(f"[{folder.name}] reusing {target}", flush=True)
+        logger.info(f"[{folder.name}] reusing {target}")
         return target
     if folder.exists():
         shutil.rmtree(folder)
-    print(f"[{folder.name}] {' '.join(map(str, command))}", flush=True)
+    logger.info(f"[{folder.name}] {' '.join(map(str, command))}")
     log.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     with open(log, "w") as out:
         proc = subprocess.run(list(map(str, command)), cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
     if proc.returncode != 0 or not target.is_file():
         raise SystemExit(f"[{folder.name}] failed (exit status {proc.returncode}); see {log}")
-    print(f"[{folder.name}] done in {time.perf_counter() - started:.0f}s", flush=True)
+    logger.info(f"[{folder.name}] done in {time.perf_counter() - started:.0f}s")
     return target
 
 
@@ -49,10 +51,12 @@ def train_run_rows(
     folder: Path, dataset: str, method: str, label: str, config: str, overrides: Sequence[str], seed, env: dict
 ) -> tuple[list[Result], dict[str, list[int]]]:
     """The E1 rows (history masked and unmasked) of a finished train-recipe run in `folder` (its metrics.json and
-    ranks.json), and their per-event test ranks keyed for `ResultsFile.ranks`. `env` is `results.environment()`
-    of the run's machine; the date is the day the run finished."""
+    ranks.json), and their per-event test ranks keyed for `ResultsFile.ranks`. Provenance: what the run recorded
+    (`environment` in its metrics.json: machine, commit, threads, date), else `env` (`results.environment()` of the
+    tabulating machine) with the day the run finished."""
     folder = Path(folder)
     summary = json.loads((folder / "metrics.json").read_text())
+    env = summary.get("environment") or {**env, "date": run_date(folder / "metrics.json")}
     ranks = json.loads((folder / "ranks.json").read_text()) if (folder / "ranks.json").is_file() else {}
     rows, stored = [], {}
     for slice_, key in E1_SLICES.items():
@@ -76,7 +80,7 @@ def train_run_rows(
                 steps=summary.get("optimizer_steps"),
                 seconds=summary["train_seconds"],
                 trainable_params=summary["trainable_params"],
-                **{**env, "date": run_date(folder / "metrics.json")},
+                **env,
                 extra=_train_extra(summary),
             )
         )
@@ -107,6 +111,7 @@ def _train_extra(summary: dict) -> dict:
 def popularity_rows(folder: Path, dataset: str, env: dict) -> list[Result]:
     """The popularity baseline's E1 rows, as a train-recipe run in `folder` measured them."""
     summary = json.loads((Path(folder) / "metrics.json").read_text())
+    env = summary.get("environment") or {**env, "date": run_date(Path(folder) / "metrics.json")}
     return [
         Result(
             dataset=dataset,
@@ -119,7 +124,7 @@ def popularity_rows(folder: Path, dataset: str, env: dict) -> list[Result]:
             epochs=0,
             seconds=0.0,
             trainable_params=0,
-            **{**env, "date": run_date(Path(folder) / "metrics.json")},
+            **env,
         )
         for slice_, mask in (("masked", True), ("unmasked", False))
     ]

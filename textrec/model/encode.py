@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from textrec.data.features import HistoryText, ItemTokens, pad_histories
 from textrec.files import load_keyed_tensors, save_keyed_tensors
 from textrec.model.towers import TwoTowerModel
+from textrec.model.weights import update_with_tensors
 
 logger = logging.getLogger(__name__)
 
@@ -86,9 +87,7 @@ def text_vectors_key(model: TwoTowerModel, item_tokens: ItemTokens) -> str:
     """sha256 of what decides the catalogue's pooled text vectors: the encoder's weights (adapter included), its
     pooling, and every item's token ids."""
     digest = hashlib.sha256(f"pooling={model.item_encoder.pooling}\n".encode())
-    for name, tensor in sorted(model.item_encoder.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    update_with_tensors(digest, model.item_encoder.state_dict())
     for ids in item_tokens.input_ids:
         digest.update(np.asarray(ids, dtype=np.int64).tobytes() + b"\x00")
     return digest.hexdigest()

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -208,7 +210,8 @@ def apply_train_mode(
             lora_dropout=lora_dropout,
             target_modules=target_modules,
         )
-        return get_peft_model(model, config)
+        with peft_deprecation_silenced():
+            return get_peft_model(model, config)
     if mode == "frozen":
         model.requires_grad_(False)
         return model
@@ -237,3 +240,13 @@ def _layer_list(model: nn.Module) -> nn.ModuleList:
         if isinstance(obj, nn.ModuleList):
             return obj
     raise ValueError(f"top_layers: cannot find the layer stack of {type(model).__name__}")
+
+
+@contextmanager
+def peft_deprecation_silenced():
+    """Silence the one FutureWarning that wrapping an encoder with peft raises, and only that one: peft 0.21's
+    `PeftModel.__init__` reads `model.is_gradient_checkpointing`, which transformers 5 deprecated (for
+    `is_activation_checkpointing`). The read is inside peft; nothing textrec calls can avoid it."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield

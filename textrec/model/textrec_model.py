@@ -5,7 +5,7 @@ its folder (`save_pretrained`, `from_pretrained` from a folder or a Hub repo id 
 (`push_to_hub`), and encodes and scores (`encode_items`, `encode_catalogue`, `encode_users`, `score`). Recipes,
 `update_adapter`, export and `Recommender` all go through it, so the pieces a folder needs are never passed by hand.
 
-The folder format is `textrec.model.hub`'s (format version 1): folders written before this class existed load.
+The folder format is `textrec.model.folder`'s (format version 1): folders written before this class existed load.
 `huggingface_hub.ModelHubMixin` is not used: its `save_pretrained` writes its own config.json and model card into
 the folder, while a textrec folder is written atomically (one rename) with its own config and card.
 """
@@ -77,10 +77,11 @@ class TextRecModel:
     ) -> TextRecModel:
         """Load a model folder or a Hub repo id (at `revision`); the base encoder is checked against the recorded
         fingerprint and weights hash."""
-        from textrec.model.hub import load_pretrained, model_folder
+        from textrec.model.folder import load_folder
+        from textrec.model.hub import model_folder
 
         folder = model_folder(name_or_path, revision, token)
-        towers, tokenizer, saved = load_pretrained(folder, base=base, tokenizer=tokenizer)
+        towers, tokenizer, saved = load_folder(folder, base=base, tokenizer=tokenizer)
         item_ids = json.loads((folder / "item_ids.json").read_text(encoding="utf-8"))
         return cls(
             towers,
@@ -101,7 +102,7 @@ class TextRecModel:
         card: str | None = None,
     ) -> Path:
         """Write the folder atomically (adapters, heads, config, item ids, tokenizer, model card)."""
-        from textrec.model.hub import save_pretrained
+        from textrec.model.folder import save_pretrained
 
         return save_pretrained(
             self.towers,

@@ -68,16 +68,19 @@ def parse_recipe_args(recipe: str, description: str, argv: Sequence[str] | None 
         parser.exit(2, f"{parser.prog}: error: {err}\n" if first_process else None)
 
 
+_NOT_THE_RESULT = ("training.output_dir=", "training.progress=", "training.log_with=", "training.resume=")
+
+
 def run_label(argv: Sequence[str]) -> str:
     """A recipe run as a reader finds it in the benchmark tables: the config's name and the overrides given
-    (`ml100k_minilm training.epochs=3`)."""
+    (`ml100k_minilm training.epochs=3`), less those that change where output goes, not the result."""
     words, config = [], ""
     for i, arg in enumerate(argv):
         if arg.startswith("--config="):
             config = arg.partition("=")[2]
         elif arg == "--config" and i + 1 < len(argv):
             config = argv[i + 1]
-        elif i == 0 or argv[i - 1] != "--config":
+        elif (i == 0 or argv[i - 1] != "--config") and not arg.startswith(_NOT_THE_RESULT):
             words.append(arg)
     stem = Path(config).name.removesuffix(".yaml").removesuffix(".yml")
     return " ".join([stem, *words]) if stem else " ".join(words)
@@ -178,5 +181,8 @@ def run_in_process(recipe: str | Path, args: Sequence[str]) -> None:
 
 
 def accelerate_command(launcher_args: Sequence[str], recipe: str | Path, args: Sequence[str]) -> list[str]:
-    """`accelerate launch <launcher_args> <recipe> <args>`, through this Python interpreter."""
-    return [sys.executable, "-m", "accelerate.commands.launch", *launcher_args, str(recipe), *args]
+    """`accelerate launch --quiet <launcher_args> <recipe> <args>`, through this Python interpreter. `--quiet`: a
+    recipe that fails prints its error once (accelerate would otherwise repeat the recipe's stderr inside a
+    traceback of its own)."""
+    quiet = [] if {"-q", "--quiet"} & set(launcher_args) else ["--quiet"]
+    return [sys.executable, "-m", "accelerate.commands.launch", *quiet, *launcher_args, str(recipe), *args]

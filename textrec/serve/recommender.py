@@ -1,15 +1,14 @@
 """`Recommender`: load a trained model folder and a catalogue, and recommend, for downstream apps.
 
-The item index (every catalogue item's vector) is built once in batches and cached on disk as safetensors, keyed
-by a hash of the model's weights and config and of the catalogue's ids and texts, so a stale cache is never used.
+The item index (every catalogue item's vector, `textrec.serve.index`) is built once in batches and cached on disk as
+safetensors, keyed by a hash of the model's weights and config and of the catalogue's ids and texts, so a stale cache
+is never used.
 New items are added by their text alone (`add_items`) and are recommendable at once, without retraining.
 The model and the item index live on `device` (default: CUDA when available); every answer is plain Python.
 """
 
 from __future__ import annotations
 
-import hashlib
-import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -19,13 +18,16 @@ import torch.nn.functional as F
 
 from textrec.data.text import ItemTemplate, default_template
 from textrec.evaluate.ranking import encode_histories
-from textrec.files import load_keyed_tensors, save_keyed_tensors
 from textrec.model.build import history_text
 from textrec.model.textrec_model import TextRecModel
-
-logger = logging.getLogger(__name__)
-
-INDEX_KINDS = ("exact", "faiss-flat", "faiss-hnsw", "faiss-ivf")
+from textrec.serve.index import (
+    INDEX_KINDS,
+    build_faiss_index,
+    cached_index,
+    exact_top_k,
+    faiss_top_k,
+    index_key,
+)
 
 
 class UnknownItemsError(KeyError):
@@ -49,7 +51,6 @@ class Recommender:
         items: datasets.Dataset,
         *,
         template: str | None = None,
-        model_dir: str | Path | None = None,
         cache_dir: str | Path | None = None,
         batch_size: int = 256,
         index: str = "exact",
@@ -67,7 +68,6 @@ class Recommender:
         fields = [c for c in items.column_names if c != "item_id"]
         self.template = ItemTemplate(text_template) if text_template else default_template(fields)
         self.batch_size = batch_size
-        self.model_dir = Path(model_dir) if model_dir else model.folder
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.index_kind = index
         self.show_progress = show_progress
@@ -113,35 +113,14 @@ class Recommender:
         return self.model.encode_items(texts, item_ids, self.batch_size, desc if self.show_progress else None)
 
     def cache_key(self) -> str:
-        digest = hashlib.sha256()
-        if self.model_dir is not None:
-            for name in ("config.json", "adapter_model.safetensors", "textrec_weights.safetensors"):
-                path = self.model_dir / name
-                if path.is_file():
-                    digest.update(name.encode())
-                    digest.update(path.read_bytes())
-        else:  # no folder: hash the weights themselves
-            for name, tensor in sorted(self.towers.state_dict().items()):
-                digest.update(name.encode())
-                digest.update(tensor.detach().cpu().numpy().tobytes())
-        for item_id, text in zip(self.item_ids, self.texts):
-            digest.update(f"{item_id}\x00{text}\x01".encode())
-        return digest.hexdigest()
+        """The key of the cached item index: the model's config and weights and the catalogue (`index_key`)."""
+        return index_key(self.model, self.item_ids, self.texts)
 
     def _load_or_build_index(self):
-        key = self.cache_key()
-        path = self.cache_dir / f"item_index-{key[:16]}.safetensors" if self.cache_dir else None
-        stored = load_keyed_tensors(path, key) if path is not None else None
-        if stored is not None:
-            logger.info(f"item index loaded from cache {path}")
-            text = stored.get("text_vectors")
-            return None if text is None else text.to(self.device), stored["item_vectors"].to(self.device)
-        text, vectors = self._encode_texts(self.texts, self.item_ids, "building item index")
-        if path is not None:
-            tensors = {"item_vectors": vectors} if text is None else {"item_vectors": vectors, "text_vectors": text}
-            save_keyed_tensors(path, tensors, key)
-            logger.info(f"item index cached at {path}")
-        return text, vectors
+        def build():
+            return self._encode_texts(self.texts, self.item_ids, "building item index")
+
+        return cached_index(self.cache_dir, self.cache_key(), build, self.device)
 
     def _refresh_search(self) -> None:
         """The matrix scored against users: the model's own scoring rule as one matrix (`score_matrix`)."""
@@ -221,29 +200,8 @@ class Recommender:
 
     def _top_k(self, users: torch.Tensor, k: int, exclude: list[list[int]]):
         if self._faiss is not None:
-            extra = max((len(e) for e in exclude), default=0)
-            scores, idx = self._faiss.search(users.cpu().numpy().astype("float32"), min(len(self), k + extra))
-            results = []
-            for row, ex in enumerate(exclude):
-                banned = set(ex)
-                pairs = [
-                    (self.item_ids[j], float(s))
-                    for j, s in zip(idx[row], scores[row])
-                    if j >= 0 and j not in banned and (self._unrankable is None or not self._unrankable[j])
-                ]
-                results.append(pairs[:k])
-            return results
-        scores = users @ self._search.T
-        if self._unrankable is not None:
-            scores[:, self._unrankable] = float("-inf")
-        for row, ex in enumerate(exclude):
-            if ex:
-                scores[row, torch.as_tensor(ex)] = float("-inf")
-        top = torch.topk(scores, min(k, scores.shape[1]), dim=1)
-        return [
-            [(self.item_ids[j], float(s)) for j, s in zip(idx.tolist(), val.tolist()) if s != float("-inf")]
-            for val, idx in zip(top.values, top.indices)
-        ]
+            return faiss_top_k(self._faiss, users, k, exclude, self.item_ids, self._unrankable)
+        return exact_top_k(self._search, users, k, exclude, self.item_ids, self._unrankable)
 
     def similar_items(self, item_id: str, k: int = 10):
         """Items whose vectors are closest to `item_id`'s (cosine), excluding the item itself."""
@@ -309,24 +267,3 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     if device.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"device: expected cpu, cuda, cuda:N or mps, got {str(device)!r}")
     return device
-
-
-def build_faiss_index(vectors, kind: str):
-    """Inner-product FAISS index over `vectors` [N, D] float32: exact (flat), HNSW or IVF."""
-    try:
-        import faiss
-    except ImportError as e:
-        raise ImportError("FAISS indexes need the faiss-cpu package: pip install faiss-cpu") from e
-    dim = vectors.shape[1]
-    if kind == "faiss-flat":
-        index = faiss.IndexFlatIP(dim)
-    elif kind == "faiss-hnsw":
-        index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efSearch = 128
-    else:
-        nlist = max(1, min(1024, int(len(vectors) ** 0.5)))
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        index.train(vectors)
-        index.nprobe = max(1, nlist // 8)
-    index.add(vectors)
-    return index

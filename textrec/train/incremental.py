@@ -20,9 +20,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from textrec.data.splits import EvalEvent
+from textrec.evaluate.ranking import popularity_scores
 from textrec.files import atomic_write_text
 from textrec.model.textrec_model import TextRecModel
 from textrec.train.loop import LoopConfig, Validation, WindowExamples, fit, make_accelerator
@@ -161,7 +161,7 @@ def update_adapter(
     for user in np.unique(users):
         mine = users == user
         sequences[int(user)] = (items[mine], is_target[mine])
-    freq = torch.as_tensor(np.bincount(items[is_target], minlength=len(catalogue)), dtype=torch.float32) + 1
+    freq = popularity_scores([items[is_target]], len(catalogue)).float() + 1
     anchor = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     objective = TrainingObjective(model, tokens, freq)
     valid = None
