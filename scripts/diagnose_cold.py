@@ -12,15 +12,17 @@ into warm and cold slices (history masked), it measures:
   regression of log count on the untrained encoder's text vectors, fitted on warm items); beta in a grid;
 - how well text predicts popularity: Spearman correlation between the ridge prediction and the cold items' real
   interaction counts (read from the held-out interactions: a diagnosis only, never used for a score).
-Test events are not read. Output: `docs/benchmarks/cold_diagnosis_<dataset>.{json,md}`.
+Test events are not read. Output: `docs/benchmarks/cold_diagnosis_<dataset>.json`, a textrec-results/1 file (protocol
+`E1-cold diagnosis`, one row per run and slice: see `rows_of`; a later run of the same folder replaces its rows, other
+runs' rows stay), and the markdown generated from it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -37,7 +39,8 @@ from textrec.evaluate.ranking import (  # noqa: E402
     encode_histories,
     popularity_scores,
 )
-from textrec.files import atomic_write_text  # noqa: E402
+from textrec.evaluate.results import Result, ResultsFile, environment  # noqa: E402
+from textrec.evaluate.tables import header, number, table  # noqa: E402
 from textrec.model.build import item_template, item_tokens  # noqa: E402
 from textrec.model.hub import load_pretrained  # noqa: E402
 from textrec.protocols.coldstart import slices, without_items  # noqa: E402
@@ -115,30 +118,57 @@ def diagnose(run: Path) -> dict:
     return out
 
 
-def markdown(doc: dict) -> str:
-    lines = [
-        f"{doc['dataset']}, E1-cold validation slices (history masked), NDCG@10. {doc['date']}. "
-        f"Command: `{doc['command']}`",
-        "",
-    ]
-    for r in doc["runs"]:
-        lines += [f"### {r['run']}", ""]
-        if "bias_warm_sd" in r:
-            lines.append(f"- learned item bias over warm items: mean {r['bias_warm_mean']:+.4f}, "
-                         f"sd {r['bias_warm_sd']:.4f} (cold items: 0)")  # fmt: skip
-        lines.append(f"- model: warm {r['valid']['warm']:.4f}, cold {r['valid']['cold']:.4f}")
-        if "valid_no_bias" in r:
-            lines.append(
-                f"- without the bias: warm {r['valid_no_bias']['warm']:.4f}, cold {r['valid_no_bias']['cold']:.4f}"
-            )
+ITEM_FIGURES = ("bias_warm_mean", "bias_warm_sd", "spearman_text_prediction_vs_real_count_cold")
+
+
+def rows_of(dataset: str, found: dict, env: dict) -> list[Result]:
+    """One run's diagnosis as rows (protocol E1-cold diagnosis, validation only): slice `items` holds the bias and
+    the Spearman correlation; `warm` / `cold` the model as trained, `<slice>-no_bias` without its bias and
+    `<slice>-prior_<cold prior>-<beta>` with the popularity prior (NDCG@10 as `valid_ndcg@10`)."""
+    name = Path(found["run"]).name
+    named = re.fullmatch(r"(.+)_seed(\d+)", name)  # benchmark_cold's folders: <method>_seed<seed>
+    method, seed = (named[1], int(named[2])) if named else (name, None)
+    common = dict(dataset=dataset, protocol="E1-cold diagnosis", method=method, label=name, seed=seed, **env)
+
+    def row(slice_, metrics, **extra):
+        return Result(**common, slice=slice_, metrics=metrics, extra={"run": found["run"], **extra})
+
+    rows = [row("items", {k: found[k] for k in ITEM_FIGURES if k in found})]
+    for s in ("warm", "cold"):
+        rows.append(row(s, {"valid_ndcg@10": found["valid"][s]}, variant="as trained"))
+        if "valid_no_bias" in found:
+            rows.append(row(f"{s}-no_bias", {"valid_ndcg@10": found["valid_no_bias"][s]}, variant="without the bias"))
+        for p in found["prior_sweep"]:
+            extra = {"variant": "popularity prior", "cold_prior": p["cold_prior"], "beta": p["beta"]}
+            rows.append(row(f"{s}-prior_{p['cold_prior']}-{p['beta']}", {"valid_ndcg@10": p[s]}, **extra))
+    return rows
+
+
+def markdown(file: ResultsFile) -> str:
+    rows = [r for r in file.rows if r.protocol == "E1-cold diagnosis"]
+    title = f"{rows[0].dataset}, E1-cold validation slices (history masked), NDCG@10"
+    lines = [header(title, file, rows), ""]
+    for run in dict.fromkeys((r.method, r.seed) for r in rows):
+        got = {r.slice: r for r in rows if (r.method, r.seed) == run}
+        figures, ndcg = got["items"].metrics, {s: r.metrics["valid_ndcg@10"] for s, r in got.items() if s != "items"}
+        lines += [f"### {got['items'].extra['run']}", ""]
+        if "bias_warm_sd" in figures:
+            lines.append(f"- learned item bias over warm items: mean {figures['bias_warm_mean']:+.4f}, "
+                         f"sd {figures['bias_warm_sd']:.4f} (cold items: 0)")  # fmt: skip
+        lines.append(f"- model: warm {ndcg['warm']:.4f}, cold {ndcg['cold']:.4f}")
+        if "warm-no_bias" in ndcg:
+            lines.append(f"- without the bias: warm {ndcg['warm-no_bias']:.4f}, cold {ndcg['cold-no_bias']:.4f}")
         lines.append(
             "- Spearman(text-predicted log count, real count) over cold items: "
-            f"{r['spearman_text_prediction_vs_real_count_cold']:.3f}"
+            f"{figures['spearman_text_prediction_vs_real_count_cold']:.3f}"
         )
-        lines += ["", "| cold prior | beta | warm | cold |", "|---|---|---|---|"]
-        for p in r["prior_sweep"]:
-            lines.append(f"| {p['cold_prior']} | {p['beta']} | {p['warm']:.4f} | {p['cold']:.4f} |")
-        lines.append("")
+        sweep = [r for s, r in got.items() if s.startswith("warm-prior_")]
+        cells = [
+            [r.extra["cold_prior"], r.extra["beta"], number(r.metrics["valid_ndcg@10"])]
+            + [number(got["cold" + r.slice[4:]].metrics["valid_ndcg@10"])]
+            for r in sweep
+        ]
+        lines += ["", table(["cold prior", "beta", "warm", "cold"], cells), ""]
     return "\n".join(lines)
 
 
@@ -152,16 +182,13 @@ def main() -> None:
             raise SystemExit(f"{run}: not a finished run folder (needs metrics.json and model/)")
         if not json.loads((run / "metrics.json").read_text()).get("cold_items"):
             raise SystemExit(f"{run}/metrics.json: no cold_items (not an E1-cold run)")
-    doc = {
-        "dataset": args.dataset,
-        "date": time.strftime("%Y-%m-%d"),
-        "command": "OMP_NUM_THREADS=1 python scripts/diagnose_cold.py " + " ".join(sys.argv[1:]),
-        "runs": [diagnose(run.resolve()) for run in args.runs],
-    }
-    stem = args.dataset.replace("-", "")
-    atomic_write_text(ROOT / f"docs/benchmarks/cold_diagnosis_{stem}.json", json.dumps(doc, indent=2) + "\n")
-    atomic_write_text(ROOT / f"docs/benchmarks/cold_diagnosis_{stem}.md", markdown(doc))
-    print(markdown(doc))
+    path = ROOT / "docs" / "benchmarks" / f"cold_diagnosis_{args.dataset.replace('-', '')}.json"
+    file, env = ResultsFile.load(path), environment()
+    file.add_command("OMP_NUM_THREADS=1 python scripts/diagnose_cold.py " + " ".join(sys.argv[1:]))
+    for run in args.runs:
+        file.merge(rows_of(args.dataset, diagnose(run.resolve()), env))
+    file.save(path, markdown(file))
+    print(markdown(file))
 
 
 if __name__ == "__main__":

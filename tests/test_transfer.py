@@ -25,7 +25,6 @@ from textrec.protocols.transfer import (
     retarget,
     slice_rows,
     split_domains,
-    summarise,
 )
 from textrec.serve.recommender import Recommender
 
@@ -76,10 +75,6 @@ def test_fractions_nest_and_slices_split_events(data):
     cold = sorted({e.target for e in split.test[:10]})
     rows = {r["slice"]: r for r in slice_rows(ranks, split.test, cold, method="m", fraction=1.0, seed=0)}
     assert rows["warm"]["n_events"] + rows["cold"]["n_events"] == rows["all"]["n_events"] == len(split.test)
-    summary = summarise(
-        [dict(rows["all"], seed=0, dataset="d", steps=4), dict(rows["all"], seed=1, dataset="d", steps=6)]
-    )
-    assert summary[0]["steps"] == 5 and summary[0]["steps_sd"] == pytest.approx(np.std([4, 6], ddof=1))
 
 
 def test_retarget_only_text_only_models(tiny_bert):
@@ -129,8 +124,8 @@ def test_domain_transfer_recipe(tmp_path, tiny_bert_dir, data):
     ranks = json.loads((tmp_path / "ranks.json").read_text())
     assert len(ranks["zero_shot|0.0"]) == row[("zero_shot", 0.0, "all")]["n_events"] == len(test)
     assert "| zero_shot | 0% | 1 |" in (tmp_path / "report.md").read_text()
-    transfer_plot(summarise(report["rows"]), tmp_path / "summary.png")
-    assert "±" not in transfer_markdown(summarise(report["rows"]))  # one seed: no spread shown
+    transfer_plot(report["rows"], tmp_path / "summary.png")
+    assert "±" not in transfer_markdown(report["rows"])  # one seed: no spread shown
     # The chained adapters reload: the source folder and the target adaptation on top of it.
     adapted = json.loads((tmp_path / "target_adapted" / "config.json").read_text())
     assert adapted["parent"] == str(tmp_path / "source") and adapted["num_items"] == target.num_items

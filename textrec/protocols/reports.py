@@ -101,7 +101,7 @@ def incremental_plot(report: dict, path: Path) -> None:
 
 
 def transfer_markdown(rows: list[dict]) -> str:
-    """E3 table from report rows (one seed) or `protocols.transfer.summarise` rows (mean +- sd over seeds): per method
+    """E3 table from report rows (one seed) or summary rows with `<metric>_sd` (mean +- sd over seeds): per method
     and fraction, NDCG@10 on all / warm / cold target test events, Recall@10, and the fit's cost."""
     table: dict[tuple, dict] = {}
     for r in rows:

@@ -16,7 +16,7 @@ import torch
 
 from textrec.data.records import RecData
 from textrec.data.splits import EvalEvent
-from textrec.evaluate.metrics import metrics_from_ranks, ndcg_per_event, paired_bootstrap, target_ranks
+from textrec.evaluate.metrics import metrics_from_ranks, target_ranks
 from textrec.evaluate.ranking import compute_item_vectors, compute_text_vectors, evaluate
 from textrec.protocols.coldstart import slice_of_events
 
@@ -114,31 +114,3 @@ def slice_rows(ranks: Sequence[int], events: Sequence[EvalEvent], cold: Sequence
         if len(part):
             rows.append({**fields, "slice": name, **metrics_from_ranks(torch.as_tensor(part))})
     return rows
-
-
-def summarise(rows: Sequence[dict], keys=("dataset", "method", "fraction", "slice")) -> list[dict]:
-    """Mean and standard deviation (ddof 1; 0 for one seed) of NDCG@10, Recall@10, steps and seconds per
-    (dataset, method, fraction, slice), over the seeds present."""
-    groups: dict[tuple, list[dict]] = {}
-    for r in rows:
-        groups.setdefault(tuple(r[k] for k in keys), []).append(r)
-    out = []
-    for key, group in groups.items():
-        summary = {**dict(zip(keys, key)), "seeds": sorted(r["seed"] for r in group)}
-        for name in ("ndcg@10", "recall@10", "steps", "seconds", "source_steps", "source_seconds"):
-            values = [r[name] for r in group if r.get(name) is not None]
-            if values:
-                summary[name] = float(np.mean(values))
-                summary[f"{name}_sd"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-        for name in ("trainable_params", "n_events", "rankable_items"):
-            if group[0].get(name) is not None:
-                summary[name] = group[0][name]
-        out.append(summary)
-    return out
-
-
-def paired_interval(ranks_a: Sequence[Sequence[int]], ranks_b: Sequence[Sequence[int]], seed: int = 0) -> dict:
-    """Paired bootstrap of NDCG@10 on the same events: per-event NDCG@10 averaged over each side's seeds first."""
-    a = torch.stack([ndcg_per_event(r) for r in ranks_a]).mean(0)
-    b = torch.stack([ndcg_per_event(r) for r in ranks_b]).mean(0)
-    return paired_bootstrap(a, b, seed=seed)
