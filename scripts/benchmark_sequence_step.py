@@ -17,7 +17,6 @@ On a shared machine run with --threads 1 and compare the ratio only.
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from textrec.evaluate.results import Result, ResultsFile, environment  # noqa: E402
+from textrec.evaluate.results import Result, ResultsFile, environment, record  # noqa: E402
 from textrec.evaluate.tables import header, number, table  # noqa: E402
 from textrec.model.towers import TwoTowerModel  # noqa: E402
 from textrec.train.objectives import TrainingObjective  # noqa: E402
@@ -121,10 +120,7 @@ def main() -> None:
                            steps=args.steps, extra=extra, **env))  # fmt: skip
         print(shape, metrics, flush=True)
     out = Path(args.out).with_suffix(".json")
-    file = ResultsFile.load(out)
-    file.merge(rows)
-    file.add_command(shlex.join(["python", "scripts/benchmark_sequence_step.py", *sys.argv[1:]]))
-    file.save(out, markdown(file))
+    record(out, rows, markdown)
     print(out.with_suffix(".md").read_text())
 
 

@@ -13,9 +13,7 @@ compare ratios within one run.
 from __future__ import annotations
 
 import argparse
-import shlex
 import socket
-import sys
 import tempfile
 import threading
 import time
@@ -26,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from textrec.evaluate.results import Result, ResultsFile, environment
+from textrec.evaluate.results import Result, ResultsFile, environment, record
 from textrec.evaluate.tables import header, number, table
 from textrec.files import atomic_write_text
 
@@ -219,10 +217,7 @@ def main():
         rows.append(bench_recommender(Path(args.text_user_model), items, "text_user_tower", users, env)[1])
     rows.append(bench_http(Path(args.model), items, users, env))
     rows += bench_large_catalogue(rec, env)
-    file = ResultsFile.load(args.json)
-    file.merge(rows)
-    file.add_command(shlex.join(["python", "scripts/benchmark_serving.py", *sys.argv[1:]]))
-    file.save(args.json)
+    file = record(args.json, rows)
     atomic_write_text(args.md, markdown(file))
     print(Path(args.md).read_text())
 

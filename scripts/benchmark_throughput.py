@@ -16,7 +16,6 @@ regenerates throughput.md. On a shared machine run with --threads 1 and compare 
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from textrec.evaluate.results import Result, ResultsFile, environment  # noqa: E402
+from textrec.evaluate.results import Result, ResultsFile, environment, record  # noqa: E402
 from textrec.evaluate.tables import header, number, table  # noqa: E402
 
 MEASURES = {  # method: (what, rate metric, its unit)
@@ -144,10 +143,7 @@ def main() -> None:
     env = environment()
     rows = result_rows(measure(args), args.batch_size, args.steps, env)
     out = Path(args.out).with_suffix(".json")
-    file = ResultsFile.load(out)
-    file.merge(rows)
-    file.add_command(shlex.join(["python", "scripts/benchmark_throughput.py", *sys.argv[1:]]))
-    file.save(out, markdown(file))
+    record(out, rows, markdown)
     print(out.with_suffix(".md").read_text())
 
 

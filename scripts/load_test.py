@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import shlex
 import socket
 import subprocess
 import sys
@@ -29,7 +28,7 @@ import numpy as np
 
 from textrec.data import load_items
 from textrec.data.text import ItemTemplate
-from textrec.evaluate.results import Result, ResultsFile, environment
+from textrec.evaluate.results import Result, ResultsFile, environment, record
 from textrec.evaluate.tables import header, number, table
 from textrec.model.hub import read_config
 
@@ -194,10 +193,7 @@ def main():
     restart = {"restart_seconds": restart_seconds, "items_added_before_restart": len(added), "items_lost": len(lost)}
     rows.append(Result(dataset, "load", "restart", restart, extra={**extra, "lost_after_restart": lost}, **env))
     out = Path(args.out) / "load_test.json"
-    file = ResultsFile.load(out)
-    file.merge(rows)
-    file.add_command(shlex.join(["python", "scripts/load_test.py", *sys.argv[1:]]))
-    file.save(out, markdown(file))
+    record(out, rows, markdown)
     print(out.with_suffix(".md").read_text())
     sys.exit(1 if lost or first["errors_5xx"] or second["errors_5xx"] else 0)
 

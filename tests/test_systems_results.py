@@ -53,7 +53,7 @@ def test_a_run_merges_into_the_file_it_finds(tmp_path, monkeypatch):
     bench = script("sequence_step")
     out = tmp_path / "sequence_step"
     threads = torch.get_num_threads()  # the script sets torch's threads: keep this process's
-    argv = ["benchmark_sequence_step.py", "--steps", "1", "--threads", str(threads), "--out", str(out)]
+    argv = [str(ROOT / "scripts" / "benchmark_sequence_step.py"), "--steps", "1", "--threads", str(threads), "--out", str(out)]
     monkeypatch.setattr(sys, "argv", [*argv, "--shapes", "4x6,2x6"])
     bench.main()
     first = ResultsFile.load(out.with_suffix(".json"))

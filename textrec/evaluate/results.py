@@ -12,15 +12,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import platform
 import statistics
-import subprocess
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from textrec.evaluate.metrics import ndcg_per_event, paired_bootstrap
+from textrec.evaluate.provenance import environment, git_commit, this_command  # noqa: F401 (re-exported)
 from textrec.files import atomic_write_text
 
 FORMAT = "textrec-results/1"
@@ -90,46 +88,6 @@ class Comparison:
     carried: bool = False  # kept from an earlier file: its ranks were not stored, so it cannot be recomputed
 
 
-def environment() -> dict:
-    """The provenance every row records: textrec version, git commit, the machine as detected, threads, date."""
-    import torch
-
-    import textrec
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(
-            line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")
-        )  # fmt: skip
-    except (OSError, StopIteration):
-        pass
-    gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"
-    return {
-        "textrec_version": textrec.__version__,
-        "git_commit": git_commit(),
-        "machine": f"{platform.machine()} {cpu}, {_cpus()} CPUs{gpu}",
-        "threads": torch.get_num_threads(),
-        "date": time.strftime("%Y-%m-%d"),
-    }
-
-
-def _cpus() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def git_commit() -> str:
-    """The checkout's commit (with `+dirty` when files differ), or "" outside a git checkout."""
-    root = Path(__file__).resolve().parents[2]
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "-uno"], cwd=root, capture_output=True, text=True)
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "") if head.returncode == 0 else ""
-
-
 @dataclass
 class ResultsFile:
     """The rows, comparisons, commands and notes of one benchmark table, with its per-event ranks."""
@@ -190,6 +148,17 @@ class ResultsFile:
         done = {(c.name, c.slice) for c in fresh}
         kept = [dataclasses.replace(c, carried=True) for c in self.comparisons if (c.name, c.slice) not in done]
         self.comparisons = list(fresh) + kept
+
+
+def record(path: str | Path, rows: Iterable[Result], markdown=None, command: str | None = None) -> ResultsFile:
+    """A benchmark's last step: merge `rows` into the results file at `path` (rows with the same key replaced),
+    record `command` (default: this process's command line), and save it with `markdown(file)` beside it when a
+    table function is given. Returns the merged file."""
+    file = ResultsFile.load(path)
+    file.merge(rows)
+    file.add_command(command or this_command())
+    file.save(path, markdown(file) if markdown else None)
+    return file
 
 
 def ranks_file(path: Path) -> Path:
