@@ -28,21 +28,29 @@ import numpy as np
 import torch
 import transformers
 
-from textrec import LoopConfig, ModelConfig, RecData, Recommender, TextRecModel, fit, leave_one_out, make_synthetic
-from textrec.data.features import all_targets
-from textrec.data.synthetic import TOPIC_WORDS
-from textrec.data.text import ItemTemplate
-from textrec.evaluate.ranking import (
+from textrec import (
+    TOPIC_WORDS,
+    ItemTemplate,
+    LoopConfig,
+    ModelConfig,
+    RecData,
+    Recommender,
+    TextRecModel,
+    TrainingObjective,
+    Validation,
+    WindowExamples,
+    all_targets,
     compute_item_vectors,
     compute_text_vectors,
     evaluate,
     evaluate_content_similarity,
     evaluate_scores,
+    fit,
+    leave_one_out,
+    make_accelerator,
+    make_synthetic,
     popularity_scores,
 )
-from textrec.model.build import item_tokens
-from textrec.train.loop import Validation, WindowExamples, make_accelerator
-from textrec.train.objectives import TrainingObjective
 
 GENRES = ["dragons", "pirates", "robots", "ghosts", "detectives", "cooking"]
 
@@ -118,9 +126,9 @@ def main(argv=None) -> dict:
         temperature=0.05,
     )
     recommender = TextRecModel.from_config(model_cfg, data.item_ids, item_template=template.template)
-    model, tokenizer = recommender.towers, recommender.tokenizer  # the towers train; the model object saves
+    model = recommender.towers  # the towers train; the model object tokenizes, saves and loads
     model.mark_trained_items(np.unique(np.concatenate(split.train)))
-    tokens = item_tokens(texts, tokenizer, model_cfg, model)
+    tokens = recommender.tokenize(texts)
     pretrained_text = compute_text_vectors(model, tokens, desc=None)  # LoRA starts as a no-op: plain MiniLM
     baselines = {
         "popularity": evaluate_scores(popularity_scores(split.train, data.num_items), split.test)["ndcg@10"],

@@ -34,7 +34,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from textrec.evaluate.results import Result, ResultsFile, compare, environment, ranks_key, summarise  # noqa: E402
+from textrec.evaluate.results import Result, ResultsFile, compare, environment, ranks_key, summarise, this_command  # noqa: E402
 from textrec.evaluate.runs import run_date, run_once  # noqa: E402
 from textrec.evaluate.tables import comparison_table, header, number, summary_table, table  # noqa: E402
 
@@ -211,7 +211,7 @@ def main() -> None:
     out_root = ROOT / (args.out or f"outputs/cold_{stem}")
     path = ROOT / "docs" / "benchmarks" / f"cold_{stem}.json"
     file, env, lock = ResultsFile.load(path), environment(), threading.Lock()
-    file.add_command("OMP_NUM_THREADS=1 python scripts/benchmark_cold.py " + " ".join(sys.argv[1:]))
+    file.add_command(this_command())
 
     def work(task):
         name, seed = task

@@ -33,7 +33,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "recipes" / "configs"
 sys.path.insert(0, str(ROOT))
-from textrec.evaluate.results import ResultsFile, choose_on_validation, compare, environment, summarise  # noqa: E402
+from textrec.evaluate.results import ResultsFile, choose_on_validation, compare, environment, summarise, this_command  # noqa: E402
 from textrec.evaluate.runs import popularity_rows, run_once, train_run_rows  # noqa: E402
 from textrec.evaluate.tables import comparison_table, header, summary_table  # noqa: E402
 
@@ -279,7 +279,7 @@ def main() -> None:
     except ValueError as err:
         raise SystemExit(f"{err}; move it away to start a new table") from None
     refuse_redefined(file, runs, path)
-    file.add_command("python scripts/benchmark_movielens.py " + " ".join(sys.argv[1:]))
+    file.add_command(this_command())
     file.notes.update(torch=torch.__version__, budget_scale=args.budget_scale)
     env = environment()
     for seed in args.seeds:  # seed-major: a cut-off benchmark has every model at the first seeds

@@ -33,7 +33,6 @@ import argparse
 import json
 import os
 import resource
-import shlex
 import subprocess
 import sys
 import time
@@ -44,7 +43,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from textrec.evaluate.results import Result, ResultsFile, environment  # noqa: E402
+from textrec.evaluate.results import Result, ResultsFile, environment, this_command  # noqa: E402
 from textrec.evaluate.tables import header, number, rows_table, table  # noqa: E402
 
 ROWS_PER_USER = 165  # ML-1M: 1,000,209 interactions / 6,040 users
@@ -307,7 +306,7 @@ def run(args, out: Path) -> None:
     file.merge(rows)
     file.rows = [r for r in file.rows if r.method != "growth"]
     file.merge(growth_rows(file, env))
-    file.add_command(shlex.join(["python", "scripts/benchmark_scale.py", *sys.argv[1:]]))
+    file.add_command(this_command())
     file.save(out, markdown(file))
     print(out.with_suffix(".md").read_text())
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from textrec.evaluate.results import ResultsFile, choose_on_validation, environment, summarise  # noqa: E402
+from textrec.evaluate.results import ResultsFile, choose_on_validation, environment, summarise, this_command  # noqa: E402
 from textrec.evaluate.runs import run_once, train_run_rows  # noqa: E402
 from textrec.evaluate.tables import header, summary_table  # noqa: E402
 
@@ -156,7 +156,7 @@ def main() -> None:
     args = parser.parse_args()
     path = ROOT / "docs" / "benchmarks" / f"selection_{args.grid}.json"
     file = ResultsFile.load(path)
-    file.add_command("python scripts/select_on_validation.py " + " ".join(sys.argv[1:]))
+    file.add_command(this_command())
     file.notes.update(grid=args.grid, minutes=args.minutes, epochs=args.epochs, patience=args.patience)
     out, env = ROOT / args.out / args.grid, environment()
     budget = [f"training.epochs={args.epochs}"] if args.epochs else []

@@ -291,3 +291,12 @@ def test_warmup_patience_needs_a_warmup():
         LoopConfig(encoder_warmup_patience=-1, encoder_warmup_epochs=3, epochs=5)
     with pytest.raises(ValueError, match="eval_every_steps"):
         LoopConfig(encoder_warmup_patience=2, encoder_warmup_epochs=3, epochs=5, eval_every_steps=10)
+
+
+def test_a_launcher_precision_that_differs_from_the_config_is_refused(monkeypatch):
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")  # accelerate launch --mixed_precision bf16
+    with pytest.raises(ValueError, match="set training.mixed_precision=bf16"):
+        make_accelerator(LoopConfig())
+    assert make_accelerator(LoopConfig(mixed_precision="bf16")).mixed_precision == "bf16"
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")  # the launcher's default leaves the config's choice
+    assert make_accelerator(LoopConfig(mixed_precision="bf16")).mixed_precision == "bf16"

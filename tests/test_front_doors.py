@@ -35,3 +35,23 @@ def test_tokenizing_a_request_sized_batch_shows_no_progress_bar(capfd, tiny_bert
 
 def test_the_text_cache_folder_of_the_examples_is_ignored():
     assert ".textrec_cache/" in (ROOT / ".gitignore").read_text().split()
+
+
+def test_examples_and_the_readme_import_only_the_public_names():
+    """Public names in `textrec` cover what the quickstart and the README use: nothing reaches into submodules."""
+    import ast
+    import re
+
+    import textrec
+
+    readme = (ROOT / "README.md").read_text()
+    sources = [(ROOT / "examples" / "quickstart.py").read_text(), *re.findall(r"```python\n(.*?)```", readme, re.S)]
+    imported, deep = set(), []
+    for source in sources:
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("textrec"):
+                (imported.update(a.name for a in node.names) if node.module == "textrec" else deep.append(node.module))
+            elif isinstance(node, ast.Import):
+                deep += [a.name for a in node.names if a.name.startswith("textrec.")]
+    assert deep == []
+    assert imported and imported <= set(textrec.__all__), imported - set(textrec.__all__)

@@ -53,7 +53,15 @@ def test_a_run_merges_into_the_file_it_finds(tmp_path, monkeypatch):
     bench = script("sequence_step")
     out = tmp_path / "sequence_step"
     threads = torch.get_num_threads()  # the script sets torch's threads: keep this process's
-    argv = [str(ROOT / "scripts" / "benchmark_sequence_step.py"), "--steps", "1", "--threads", str(threads), "--out", str(out)]
+    argv = [
+        str(ROOT / "scripts" / "benchmark_sequence_step.py"),
+        "--steps",
+        "1",
+        "--threads",
+        str(threads),
+        "--out",
+        str(out),
+    ]
     monkeypatch.setattr(sys, "argv", [*argv, "--shapes", "4x6,2x6"])
     bench.main()
     first = ResultsFile.load(out.with_suffix(".json"))
@@ -63,7 +71,7 @@ def test_a_run_merges_into_the_file_it_finds(tmp_path, monkeypatch):
     assert [r.slice for r in again.rows] == ["2x6", "4x6"]  # 4x6 replaced, 2x6 kept
     assert again.rows[0] == first.rows[1] and again.rows[1] != first.rows[0]
     assert len(again.commands) == 2 and all(
-        c.startswith("python scripts/benchmark_sequence_step.py") for c in again.commands
+        c.split("python ", 1)[1].startswith("scripts/benchmark_sequence_step.py") for c in again.commands
     )
     row = again.rows[1]
     assert row.git_commit and "CPUs" in row.machine and row.threads == threads and row.steps == 1

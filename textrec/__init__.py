@@ -13,11 +13,20 @@ if torch.distributed.is_available():
 
 from textrec.config import DataConfig, ModelConfig, load_config
 from textrec.data import DataError, RecData, load_data, load_grouplens_100k, load_recbole, load_tabular
+from textrec.data.features import all_targets
 from textrec.data.splits import EvalEvent, LeaveOneOutSplit, leave_one_out, time_cut
-from textrec.data.synthetic import make_synthetic
+from textrec.data.synthetic import TOPIC_WORDS, make_synthetic
 from textrec.data.text import ItemTemplate
 from textrec.evaluate.metrics import metrics_from_ranks, target_ranks
-from textrec.evaluate.ranking import evaluate
+from textrec.evaluate.ranking import (
+    compute_item_vectors,
+    compute_text_vectors,
+    evaluate,
+    evaluate_content_similarity,
+    evaluate_scores,
+    popularity_scores,
+)
+from textrec.evaluate.results import load_benchmarks
 from textrec.model.encoders import TextEncoder, resolve_encoder
 from textrec.model.hub import load_pretrained, push_to_hub, save_pretrained
 from textrec.model.textrec_model import TextRecModel
@@ -25,12 +34,40 @@ from textrec.model.towers import SequenceTower, TwoTowerModel
 from textrec.protocols.stream import make_stream
 from textrec.serve.recommender import Recommender, UnknownItemsError
 from textrec.train.incremental import AdapterRegistry, update_adapter
-from textrec.train.loop import FitResult, LoopConfig, Validation, fit, make_accelerator
+from textrec.train.loop import FitResult, LoopConfig, Validation, WindowExamples, fit, make_accelerator
 from textrec.train.losses import InBatchSoftmaxLoss, RatingMSELoss, SampledBCELoss
+from textrec.train.objectives import TrainingObjective
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "TOPIC_WORDS",
+    "all_targets",
+    "compute_item_vectors",
+    "compute_text_vectors",
+    "evaluate",
+    "evaluate_content_similarity",
+    "evaluate_scores",
+    "fit",
+    "leave_one_out",
+    "load_benchmarks",
+    "load_config",
+    "load_data",
+    "load_grouplens_100k",
+    "load_pretrained",
+    "load_recbole",
+    "load_tabular",
+    "make_accelerator",
+    "make_stream",
+    "make_synthetic",
+    "metrics_from_ranks",
+    "popularity_scores",
+    "push_to_hub",
+    "resolve_encoder",
+    "save_pretrained",
+    "target_ranks",
+    "time_cut",
+    "update_adapter",
     "AdapterRegistry",
     "DataConfig",
     "DataError",
@@ -48,26 +85,9 @@ __all__ = [
     "SequenceTower",
     "TextEncoder",
     "TextRecModel",
+    "TrainingObjective",
     "TwoTowerModel",
     "UnknownItemsError",
     "Validation",
-    "evaluate",
-    "fit",
-    "leave_one_out",
-    "load_config",
-    "load_data",
-    "load_grouplens_100k",
-    "load_pretrained",
-    "load_recbole",
-    "load_tabular",
-    "make_accelerator",
-    "make_stream",
-    "make_synthetic",
-    "metrics_from_ranks",
-    "push_to_hub",
-    "resolve_encoder",
-    "save_pretrained",
-    "target_ranks",
-    "time_cut",
-    "update_adapter",
+    "WindowExamples",
 ]

@@ -50,7 +50,9 @@ def git_commit() -> str:
 
 
 def this_command() -> str:
-    """This process's command line as a reader would type it from the checkout's root (`python scripts/x.py ...`)."""
+    """This process's command line as a reader would type it from the checkout's root (`python scripts/x.py ...`),
+    with `OMP_NUM_THREADS=n` in front when it was set."""
+    import os
     import shlex
     import sys
 
@@ -59,4 +61,5 @@ def this_command() -> str:
         if script.is_relative_to(root):
             script = script.relative_to(root)
             break
-    return shlex.join(["python", str(script), *sys.argv[1:]])
+    threads = os.environ.get("OMP_NUM_THREADS")
+    return (f"OMP_NUM_THREADS={threads} " if threads else "") + shlex.join(["python", str(script), *sys.argv[1:]])

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from textrec.train.losses import LOGQ_KINDS, LOSSES
+from textrec.train.losses import check_logq, check_loss
 
 SCHEDULERS = ("constant", "linear", "cosine", "plateau")
 PRECISIONS = ("no", "fp16", "bf16")
@@ -93,8 +93,7 @@ class LoopConfig:
     progress: bool = _help("show progress bars (main process)", True)
 
     def __post_init__(self):
-        if self.logq not in LOGQ_KINDS:
-            raise ValueError(f"training.logq: expected one of {LOGQ_KINDS}, got {self.logq!r}")
+        check_logq(self.logq, "training.")
         if self.scheduler not in SCHEDULERS:
             raise ValueError(f"training.scheduler: expected one of {SCHEDULERS}, got {self.scheduler!r}")
         if self.mixed_precision not in PRECISIONS:
@@ -135,11 +134,8 @@ class TrainingConfig(LoopConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.loss not in LOSSES:
-            raise ValueError(f"training.loss: expected one of {LOSSES}, got {self.loss!r}")
-        if self.loss == "bce" and self.num_negatives < 1:
-            raise ValueError("training.num_negatives: the bce loss needs at least 1 sampled negative")
-        if self.num_negatives < 0 or self.targets_per_user < 1:
-            raise ValueError("training.num_negatives: must be >= 0; training.targets_per_user: must be >= 1")
+        check_loss(self.loss, self.num_negatives, "training.")
+        if self.targets_per_user < 1:
+            raise ValueError(f"training.targets_per_user: must be >= 1, got {self.targets_per_user}")
         if not 0.0 <= self.cold_item_fraction < 1.0:
             raise ValueError(f"training.cold_item_fraction: must be in [0, 1), got {self.cold_item_fraction}")

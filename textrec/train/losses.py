@@ -60,6 +60,20 @@ LOSSES = ("softmax", "bce", "mse")
 LOGQ_KINDS = ("inclusion", "expected_count", "none")
 
 
+def check_loss(loss: str, num_negatives: int, where: str = "") -> None:
+    """The one check of a loss choice (`training.loss` and `TrainingObjective` both call it)."""
+    if loss not in LOSSES:
+        raise ValueError(f"{where}loss: expected one of {LOSSES}, got {loss!r}")
+    if num_negatives < 0 or (loss == "bce" and num_negatives < 1):
+        raise ValueError(f"{where}num_negatives: must be >= 0, and >= 1 for the bce loss, got {num_negatives}")
+
+
+def check_logq(kind: str, where: str = "") -> None:
+    """The one check of a logQ choice (`training.logq` and `TrainingObjective.configure` both call it)."""
+    if kind not in LOGQ_KINDS:
+        raise ValueError(f"{where}logq: expected one of {LOGQ_KINDS}, got {kind!r}")
+
+
 def log_sampling_probability(
     candidate_ids: torch.Tensor, item_freq: torch.Tensor, positions: int, uniform: int, kind: str = "inclusion"
 ):

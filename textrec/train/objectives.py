@@ -16,14 +16,18 @@ from torch import nn
 
 from textrec.data.features import HistoryText, ItemTokens
 from textrec.model.towers import TwoTowerModel
+from textrec.train.config import LoopConfig
 from textrec.train.losses import (
-    LOGQ_KINDS,
-    LOSSES,
     InBatchSoftmaxLoss,
     RatingMSELoss,
     SampledBCELoss,
+    check_logq,
+    check_loss,
     log_sampling_probability,
 )
+
+# the settings of a step that `fit` sets from its LoopConfig (`TrainingObjective.configure`)
+STEP_SETTINGS = ("max_live_items", "full_softmax_items", "logq", "live_catalogue")
 
 
 class TextVectorCache:
@@ -76,10 +80,7 @@ class TrainingObjective(nn.Module):
         history_text: HistoryText | None = None,
     ):
         super().__init__()
-        if loss not in LOSSES:
-            raise ValueError(f"loss: expected one of {LOSSES}, got {loss!r}")
-        if loss == "bce" and num_negatives < 1:
-            raise ValueError("num_negatives: the bce loss needs at least 1 sampled negative")
+        check_loss(loss, num_negatives)
         self.model = model
         self.item_tokens = item_tokens
         self.register_buffer("item_freq", item_freq.float() / item_freq.sum().clamp_min(1), persistent=False)
@@ -97,24 +98,22 @@ class TrainingObjective(nn.Module):
         # against the same in-batch candidates as one process with the whole batch would.
         self.gather_targets = None
 
-    def configure(
-        self,
-        max_live_items: int = 64,
-        full_softmax_items: int = 0,
-        logq: str = "expected_count",
-        live_catalogue: bool = False,
-    ) -> TrainingObjective:
-        """The step's settings, as `LoopConfig` names them (and with its defaults): `fit` sets them from its config
-        at every epoch start (what is live depends on whether the encoder trains yet), so they have one source.
-        Called by hand only when the objective is used outside `fit`. Returns the objective."""
-        if logq not in LOGQ_KINDS:
-            raise ValueError(f"logq: expected one of {LOGQ_KINDS}, got {logq!r}")
-        self.max_live_items = max_live_items
-        self.logq = logq
+    def configure(self, **settings) -> TrainingObjective:
+        """The step's settings, named and defaulted as in `LoopConfig` (`max_live_items`, `full_softmax_items`,
+        `logq`, `live_catalogue`): `fit` sets them from its config at every epoch start (what is live depends on
+        whether the encoder trains yet), so they have one source. Called by hand only when the objective is used
+        outside `fit`. Returns the objective."""
+        unknown = sorted(set(settings) - set(STEP_SETTINGS))
+        if unknown:
+            raise TypeError(f"configure: unknown settings {unknown} (known: {STEP_SETTINGS})")
+        defaults = LoopConfig()
+        values = {name: settings.get(name, getattr(defaults, name)) for name in STEP_SETTINGS}
+        check_logq(values["logq"])
+        self.max_live_items, self.logq = values["max_live_items"], values["logq"]
         # every step encodes the whole catalogue live, with gradient, and history and candidates read it
-        self.live_catalogue = live_catalogue
+        self.live_catalogue = values["live_catalogue"]
         # the softmax loss is exact over the whole catalogue while it has at most `full_softmax_items` items
-        self.full_softmax = self.loss_name == "softmax" and 0 < self.model.num_items <= full_softmax_items
+        self.full_softmax = self.loss_name == "softmax" and 0 < self.model.num_items <= values["full_softmax_items"]
         return self
 
     # ----- item vectors for a set of item indices -----

@@ -55,8 +55,17 @@ class LoopState:
 
 
 def make_accelerator(config: LoopConfig, project_dir: str | Path | None = None):
-    """The Accelerator a recipe trains with: any device, `config.mixed_precision`, trackers under `project_dir`."""
+    """The Accelerator a recipe trains with: any device, `config.mixed_precision`, trackers under `project_dir`.
+    `training.mixed_precision` is the one precision setting: an `accelerate launch --mixed_precision X` (or an
+    accelerate config file) that asks for another one is refused rather than silently overridden."""
     from accelerate import Accelerator, DistributedDataParallelKwargs
+
+    launcher = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
+    if launcher not in ("", "no", config.mixed_precision):
+        raise ValueError(
+            f"training.mixed_precision is {config.mixed_precision!r} but accelerate launch asks for {launcher!r}: "
+            f"set training.mixed_precision={launcher} (the recipe's one precision setting)"
+        )
 
     return Accelerator(
         mixed_precision=config.mixed_precision,
