@@ -106,3 +106,15 @@ def test_fit_checks_placement_and_trains_with_the_live_catalogue(tiny_bert):
     assert result.placement["device"] == "cpu" and result.placement["modules_called"] > 5
     assert objective.live_catalogue  # the loop turned it on once the encoder trained
     assert result.steps > 0 and math.isfinite(result.curve[-1]["loss"])
+
+
+def test_the_driver_knows_every_part_the_parts_script_runs():
+    import importlib.util
+
+    def load(name):
+        spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    assert list(load("gpu_check").PARTS) == list(load("gpu_parts").PARTS)
