@@ -36,7 +36,7 @@ from textrec.data.splits import leave_one_out
 from textrec.evaluate.metrics import ndcg_per_event, paired_bootstrap
 from textrec.evaluate.ranking import compute_text_vectors, evaluate_scores, popularity_scores
 from textrec.files import atomic_write_text
-from textrec.model.build import build_model, item_template, item_tokens
+from textrec.model.build import item_template
 from textrec.model.hub import load_weights_into
 from textrec.model.textrec_model import TextRecModel
 from textrec.protocols.adversarial import (
@@ -58,12 +58,6 @@ def main():
     logging.getLogger("accelerate").setLevel(logging.WARNING)
     cfg = parse_recipe_args("adversarial_fgsm", __doc__)
     data_cfg, model_cfg, training, adv = cfg["data"], cfg["model"], cfg["training"], cfg["adversarial"]
-    if model_cfg.user_tower != "sequence":
-        raise ValueError("model.user_tower: this recipe attacks the sequence user tower; set it to 'sequence'")
-    if model_cfg.encoder is not None and model_cfg.train_mode != "frozen":
-        raise ValueError("model.train_mode: adversarial training reads cached item text; set it to 'frozen'")
-    if "tokens" in adv.attack_on + [adv.train_on] and model_cfg.encoder is None:
-        raise ValueError("adversarial: 'tokens' needs a text encoder (model.encoder)")
     out = Path(adv.output_dir)
     accelerator = make_accelerator(training)
 
@@ -89,24 +83,23 @@ def main():
     for n, seed in enumerate(adv.seeds):
         # 2. Normal model: the E1 budget and stopping rule; the encoder is frozen, so its text vectors are a cache
         set_seed(seed)
-        normal, tokenizer = build_model(model_cfg, data.num_items)
-        normal.mark_trained_items(np.unique(np.concatenate(split.train)))
-        tokens = (
-            item_tokens(template.render_all(data.items), tokenizer, model_cfg, normal) if normal.has_text else None
-        )
-        text = compute_text_vectors(normal, tokens, 256, accelerator, None) if normal.has_text else None
+        normal = TextRecModel.from_config(model_cfg, data.item_ids, item_template=template.template)
+        towers = normal.towers
+        towers.mark_trained_items(np.unique(np.concatenate(split.train)))
+        tokens = normal.tokenize(template.render_all(data.items)) if normal.has_text else None
+        text = compute_text_vectors(towers, tokens, 256, accelerator, None) if normal.has_text else None
         validation = Validation(split.valid, data.num_items, tokens)
         loop = dataclasses.replace(training, seed=seed)
         if adv.normal_from:  # a finished run's model: the same config and split, so its weights fit
-            load_weights_into(normal, adv.normal_from[n])
+            load_weights_into(towers, adv.normal_from[n])
             report["costs"].append({"seed": seed, "method": "normal", "loaded_from": str(adv.normal_from[n])})
         else:
             result = fit(
-                TrainingObjective(normal, tokens, freq), examples, loop, accelerator, validation=validation,
+                TrainingObjective(towers, tokens, freq), examples, loop, accelerator, validation=validation,
                 text_vectors=text, desc=f"normal seed {seed}",
             )  # fmt: skip
             report["costs"].append({"seed": seed, "method": "normal", **result.cost(), "stopped": result.stopped})
-        models = {"normal": (normal.eval(), None)}
+        models = {"normal": (normal.eval(), None)}  # name -> (TextRecModel, validation scores)
 
         # 3. Warm-started adversarial training: the grid on the first seed, chosen on validation; then the choice
         settings = [(w, e) for w in adv.weights for e in adv.train_eps_grid] if n == 0 else [chosen]
@@ -115,19 +108,20 @@ def main():
         adv_loop = dataclasses.replace(
             loop, epochs=adv.adv_epochs, lr=adv.adv_lr, max_train_minutes=0.0, encoder_warmup_epochs=0
         )
-        valid_normal = validate(normal, split.valid, text, tokens, adv)
+        valid_normal = validate(towers, split.valid, text, tokens, adv)
         report["selection"].append({"seed": seed, "method": "normal", "lambda": 0.0, "train_eps": 0.0, **valid_normal})
         for weight, eps in settings:
-            model = copy.deepcopy(normal).train()  # warm start: the converged normal model's weights
-            start, reference = trainable_state(model), trainable_state(normal)
+            model = copy.deepcopy(normal)  # warm start: the converged normal model's weights
+            model.towers.train()
+            start, reference = trainable_state(model.towers), trainable_state(towers)
             warm = start.keys() == reference.keys() and all(torch.equal(start[k], reference[k]) for k in start)
             objective = AdversarialObjective(
-                model, tokens, freq, eps=eps, norm=adv.train_norm, weight=weight, on=adv.train_on,
+                model.towers, tokens, freq, eps=eps, norm=adv.train_norm, weight=weight, on=adv.train_on,
                 ramp_steps=int(adv.ramp_epochs * steps_per_epoch), loss=adv.adv_loss,
             )  # fmt: skip
             name = "adversarial" if weight else "normal_continued"
             result = fit(objective, examples, adv_loop, accelerator, text_vectors=text, desc=f"{name} {weight} {eps}")
-            scores = validate(model.eval(), split.valid, text, tokens, adv)
+            scores = validate(model.eval().towers, split.valid, text, tokens, adv)
             logger.info(f"seed {seed} {name} lambda {weight} eps {eps}: validation {scores}")
             row = {"seed": seed, "method": name, "lambda": weight, "train_eps": eps, "warm_start": warm, **scores}
             report["selection"].append(row)
@@ -145,7 +139,7 @@ def main():
         for name in ("normal", "normal_continued", "adversarial"):
             if name not in models:
                 continue
-            model = models[name][0]
+            model = models[name][0].towers
             weight, eps = chosen if name == "adversarial" else (0.0, 0.0)
             started = time.perf_counter()
             for on in places if name != "normal_continued" else [p for p in places if p != "tokens"]:
@@ -164,9 +158,7 @@ def main():
             atomic_write_text(out / "report.json", json.dumps(report, indent=2))
             if n == 0:
                 for name in ("normal", "adversarial"):
-                    owned = TextRecModel(models[name][0], model_cfg, data.item_ids, tokenizer=tokenizer,
-                                         item_template=template.template)  # fmt: skip
-                    owned.save_pretrained(out / name)
+                    models[name][0].save_pretrained(out / name)
     if accelerator.is_main_process:
         print(f"report: {out / 'report.json'}")
     accelerator.wait_for_everyone()

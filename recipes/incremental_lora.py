@@ -30,8 +30,9 @@ from textrec.data import load_data
 from textrec.evaluate.metrics import ndcg_per_event
 from textrec.evaluate.ranking import compute_item_vectors, compute_text_vectors, evaluate, popularity_scores
 from textrec.files import atomic_write_text
-from textrec.model.build import build_model, item_template, item_tokens
+from textrec.model.build import item_template
 from textrec.model.hub import load_weights_into
+from textrec.model.textrec_model import TextRecModel
 from textrec.protocols.reports import (
     add_paired_intervals,
     incremental_markdown,
@@ -77,13 +78,13 @@ def main():
     logger.info(f"stream: {[p.size for p in stream.periods]} interactions per period; {[len(e) for e in events]} test")
 
     # 2. Model: the initial state every from-scratch run starts from (same seed, same weights)
-    initial, tokenizer = build_model(model_cfg, data.num_items)
-    tokens = item_tokens(texts, tokenizer, model_cfg, initial) if initial.has_text else None
-    initial_state = copy.deepcopy(initial.state_dict())
+    initial = TextRecModel.from_config(model_cfg, data.item_ids, item_template=template.template)
+    tokens = initial.tokenize(texts) if initial.has_text else None
+    initial_state = copy.deepcopy(initial.towers.state_dict())
 
-    def fresh_model():
+    def fresh_model() -> TextRecModel:
         model = copy.deepcopy(initial)
-        model.load_state_dict(initial_state)
+        model.towers.load_state_dict(initial_state)
         return model
 
     # What a resumed fit must match. The base fit depends on the data, the model, the stream and its own loop only,
@@ -97,14 +98,14 @@ def main():
     current_text = {}  # model id -> its catalogue text vectors from the last evaluation (the encoder has not moved)
 
     def train(model, positions, targets, period, loop, checkpoints, anchor=None, run_config=run_config):
-        """One fit on `targets` (stream positions) with `positions` as history context, early-stopped on the
-        validation events of `period`; resumable from `checkpoints`."""
+        """One fit of `model` (a `TextRecModel`) on `targets` (stream positions) with `positions` as history
+        context, early-stopped on the validation events of `period`; resumable from `checkpoints`."""
         sequences = stream.user_sequences(positions, targets)
         freq = popularity_scores([stream.items[targets]], data.num_items).float()
-        objective = TrainingObjective(model, tokens, freq + 1)
+        objective = TrainingObjective(model.towers, tokens, freq + 1)
         result = fit(
             objective,
-            WindowExamples(sequences.values(), model.max_history),
+            WindowExamples(sequences.values(), model.towers.max_history),
             loop,
             accelerator,
             validation=Validation(valid_events[period], data.num_items, tokens),
@@ -121,23 +122,25 @@ def main():
     def scores(model):
         """NDCG@10 on every period's test events (history masked), item vectors computed once; and the NDCG@10 of
         each event of every period (for paired intervals)."""
-        text = compute_text_vectors(model, tokens, 256, accelerator, None) if model.has_text else None
+        towers = model.towers
+        text = compute_text_vectors(towers, tokens, 256, accelerator, None) if model.has_text else None
         current_text[id(model)] = text  # the next fit of this model starts from these vectors
-        vectors = compute_item_vectors(model, text, data.num_items)
+        vectors = compute_item_vectors(towers, text, data.num_items)
         ranks = [
-            evaluate(model, events[p], vectors, accelerator=accelerator, return_ranks=True)["ranks"] for p in periods
+            evaluate(towers, events[p], vectors, accelerator=accelerator, return_ranks=True)["ranks"] for p in periods
         ]
         per_event = [ndcg_per_event(r) for r in ranks]
-        valid_rows[id(model)] = [evaluate(model, e, vectors, accelerator=accelerator)["ndcg@10"] for e in valid_events]
+        valid_rows[id(model)] = [
+            evaluate(towers, e, vectors, accelerator=accelerator)["ndcg@10"] for e in valid_events
+        ]
         return [float(e.mean()) for e in per_event], per_event
 
     def save(model, registry, parent, strategy, t, cost, row):
         if accelerator.is_main_process:
             period, metrics = stream.periods[t], {f"ndcg@10_period_{j}": v for j, v in enumerate(row)}
-            kwargs = dict(tokenizer=tokenizer, item_template=template.template, parent=parent, strategy=strategy)
             data_range = (period.start_time, period.end_time)
             save_version(
-                registry, model, model_cfg, data.item_ids, **kwargs, data_range=data_range, cost=cost, metrics=metrics
+                registry, model, parent=parent, strategy=strategy, data_range=data_range, cost=cost, metrics=metrics
             )
         accelerator.wait_for_everyone()
         return registry.latest()
@@ -181,7 +184,7 @@ def main():
             ckpt = checkpoints / f"{strategy}_{t}"
             if strategy != "frozen" and t < len(done):  # finished before a restart: reuse that version
                 entry = done[t]
-                load_weights_into(model, registry.path(entry["version"]))
+                load_weights_into(model.towers, registry.path(entry["version"]))
                 parent, cost = entry["version"], dict(entry["cost"])
                 row, latest_events = scores(model)  # re-scored: per-event figures are not stored with versions
             elif strategy in CONTINUING:
@@ -191,7 +194,7 @@ def main():
                     "window": stream.train_positions(t, start=max(0, t - inc.window + 1)),
                     "continue_all": seen,
                 }[strategy]
-                anchor = trainable_state(model) if training.l2sp else None
+                anchor = trainable_state(model.towers) if training.l2sp else None
                 split_epochs = inc.lora_epochs_on == "new" and 0 < inc.update_warmup_epochs < inc.update_epochs
                 if split_epochs:  # the cheap epochs learn from slice + replay / window; the LoRA epochs from the slice
                     cheap = update_loop(training, inc.update_warmup_epochs, inc.update_lr, inc.update_warmup_epochs)
@@ -221,7 +224,7 @@ def main():
                 f"{strategy} slice {t}: NDCG@10 on slice {t} before {matrix[t - 1][t]:.4f}, after "
                 f"{row[t]:.4f} ({cost['seconds']:.0f}s)"
             )
-        summary = strategy_summary(matrix, costs, model.trainable_parameters(), valid_prequential)
+        summary = strategy_summary(matrix, costs, model.towers.trainable_parameters(), valid_prequential)
         report["strategies"][strategy] = summary
         per_strategy_events[strategy] = torch.cat(prequential_events)
     add_paired_intervals(report, per_strategy_events, "full_retrain", seed)

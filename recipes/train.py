@@ -35,7 +35,7 @@ from textrec.evaluate.ranking import (
 )
 from textrec.evaluate.results import environment
 from textrec.files import atomic_write_text
-from textrec.model.build import history_text, item_template, item_tokens
+from textrec.model.build import item_template
 from textrec.model.hub import framework_versions, push_or_explain
 from textrec.model.textrec_model import TextRecModel
 from textrec.protocols.coldstart import (
@@ -86,24 +86,24 @@ def main():
     )
 
     # 2. Model and objective
-    recommender = TextRecModel.from_config(model_cfg, data.item_ids, item_template=template.template)
-    model, tokenizer = recommender.towers, recommender.tokenizer
-    model.mark_trained_items(np.unique(np.concatenate(split.train)))  # untrained id rows stay out of scoring
-    tokens = item_tokens(texts, tokenizer, model_cfg, model) if model.has_text else None
-    hist_text = history_text(texts, tokenizer, model_cfg)
+    model = TextRecModel.from_config(model_cfg, data.item_ids, item_template=template.template)
+    towers = model.towers
+    towers.mark_trained_items(np.unique(np.concatenate(split.train)))  # untrained id rows stay out of scoring
+    tokens = model.tokenize(texts) if model.has_text else None
+    hist_text = model.history_text(texts)
     popularity = popularity_scores(split.train, data.num_items)  # training counts: logQ, the baseline, E1-cold
     freq = popularity.float() + 1.0
-    objective = TrainingObjective(model, tokens, freq, train_cfg.loss, train_cfg.num_negatives, hist_text)
-    if model.user_tower == "sequence":
+    objective = TrainingObjective(towers, tokens, freq, train_cfg.loss, train_cfg.num_negatives, hist_text)
+    if towers.user_tower == "sequence":
         ratings = split.train_ratings if train_cfg.loss == "mse" else None
         examples = WindowExamples(all_targets(split.train, ratings), model_cfg.max_history)
     else:
         examples = TextUserExamples(split.train, train_cfg.targets_per_user, train_cfg.seed)
-    trainable = model.trainable_parameters()
+    trainable = towers.trainable_parameters()
     # The catalogue under the untrained encoder: the loop's first text cache, E1-cold's content-similarity reference
     text_cache, batch = train_cfg.text_cache_dir, train_cfg.eval_batch_size
     first = tokens and (cold or text_cache)
-    untrained = cached_text_vectors(model, tokens, text_cache, batch, accelerator, None) if first else None
+    untrained = cached_text_vectors(towers, tokens, text_cache, batch, accelerator, None) if first else None
     logger.info(f"trainable parameters: {trainable:,}", main_process_only=True)
 
     # 3. Fit: the library's one loop, early stopping on validation NDCG@10, resumable
@@ -123,15 +123,15 @@ def main():
 
     # 4. Test: the best validation model, read once, both mask variants; popularity for reference
     text = (
-        cached_text_vectors(model, tokens, text_cache, train_cfg.eval_batch_size, accelerator, None)
+        cached_text_vectors(towers, tokens, text_cache, train_cfg.eval_batch_size, accelerator, None)
         if tokens
         else None
     )
-    vectors = compute_item_vectors(model, text, data.num_items)
+    vectors = compute_item_vectors(towers, text, data.num_items)
     results, ranks = {}, {}
     for mask in (True, False):
         results[f"test_mask={mask}"] = evaluate(
-            model,
+            towers,
             split.test,
             vectors,
             mask_history=mask,
@@ -145,7 +145,7 @@ def main():
         results[f"popularity_mask={mask}"] = evaluate_scores(popularity, split.test, mask_history=mask)
     if cold:  # E1-cold slices: validation (for choosing a configuration) and test
         for name, events in (("cold_start_valid", split.valid), ("cold_start", split.test)):
-            results[name] = cold_start_report(events, cold, model=model, item_vectors=vectors, popularity=popularity,
+            results[name] = cold_start_report(events, cold, model=towers, item_vectors=vectors, popularity=popularity,
                 content_vectors=untrained, history_text=hist_text, batch_size=train_cfg.eval_batch_size,
                 accelerator=accelerator)  # fmt: skip
         ranks["slice"] = slice_of_events(split.test, cold)
@@ -174,7 +174,7 @@ def main():
     # 5. Save: the model folder, metrics, curves, summary table
     if accelerator.is_main_process:
         metrics = {f"test_{k}": v for k, v in results["test_mask=True"].items()}
-        recommender.save_pretrained(
+        model.save_pretrained(
             output_dir / "model",
             metrics=metrics,
             extra_config={

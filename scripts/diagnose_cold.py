@@ -32,12 +32,13 @@ sys.path.insert(0, str(ROOT))
 from textrec.config import DataConfig, ModelConfig  # noqa: E402
 from textrec.data import load_data  # noqa: E402
 from textrec.data.splits import leave_one_out  # noqa: E402
-from textrec.evaluate.metrics import metrics_from_ranks, target_ranks  # noqa: E402
+from textrec.evaluate.metrics import metrics_from_ranks  # noqa: E402
 from textrec.evaluate.ranking import (  # noqa: E402
     compute_item_vectors,
     compute_text_vectors,
     encode_histories,
     popularity_scores,
+    rank_events,
 )
 from textrec.evaluate.results import Result, ResultsFile, environment  # noqa: E402
 from textrec.evaluate.tables import header, number, table  # noqa: E402
@@ -49,17 +50,16 @@ BETAS = (0.0, 0.25, 0.5, 1.0, 1.5)
 
 
 def ndcg(model, events, item_vectors, prior: torch.Tensor | None, use_bias: bool = True) -> float:
-    """Masked-history NDCG@10 of `events` with the model's scores (+ `prior` [N] per item, if given)."""
-    num_items = item_vectors.shape[0]
-    users = encode_histories(model, [e.history for e in events], item_vectors)
-    with torch.no_grad():
-        scores = model.score(users, item_vectors, torch.arange(num_items) if use_bias else None)
-    if prior is not None:
-        scores = scores + prior
-    masked = torch.zeros_like(scores, dtype=torch.bool)
-    for row, e in enumerate(events):
-        masked[row, torch.as_tensor(e.history, dtype=torch.long)] = True
-    ranks = target_ranks(scores, torch.as_tensor([e.target for e in events]), masked)
+    """Masked-history NDCG@10 of `events` with the model's scores (+ `prior` [N] per item, if given), all events in
+    one batch."""
+    ids = torch.arange(item_vectors.shape[0]) if use_bias else None
+
+    def scores(start, end):
+        users = encode_histories(model, [e.history for e in events[start:end]], item_vectors)
+        scored = model.score(users, item_vectors, ids)
+        return scored if prior is None else scored + prior
+
+    ranks = rank_events(scores, events, item_vectors.shape[0], batch_size=max(1, len(events)))
     return metrics_from_ranks(ranks)["ndcg@10"]
 
 

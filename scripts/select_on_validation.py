@@ -91,6 +91,15 @@ GRIDS = {
         f"refresh_{n}": ("ml100k_minilm.yaml", [*TEXT_SETTINGS, *LORA_PLATEAU, f"training.cache_refresh_steps={n}"])
         for n in (10, 40, 160)
     },
+    # LoRA on the top k layers from the cached lower layers (issue 23), many more live candidates per step; the same
+    # join rule as refresh_ml100k (whose refresh_40 row is the plain-LoRA reference)
+    "cached_lora_ml100k": {
+        f"top{k}_live{live}": (
+            "ml100k_minilm.yaml",
+            [*TEXT_SETTINGS, *LORA_PLATEAU, f"model.lora_top_layers={k}", f"training.max_live_items={n}"],
+        )
+        for k, live, n in ((2, 256, 256), (2, "all", 100000), (1, "all", 100000))
+    },
 }
 
 

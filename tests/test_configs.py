@@ -196,3 +196,51 @@ def test_a_bad_override_is_one_line_and_exit_status_2(capsys, monkeypatch):
     with pytest.raises(SystemExit):
         parse_recipe_args("train", "doc", ["--config", "synthetic_tiny", "modle.dim=3"])
     assert capsys.readouterr().err == ""
+
+
+# ----- checks across a recipe's sections (textrec.protocols.sections.CROSS_CHECKS), run by parse_recipe_args -----
+@pytest.mark.parametrize(
+    "config, overrides, message",
+    [
+        ("fgsm_synthetic_tiny", ["model.encoder=tiny", "model.train_mode=lora"], "model.train_mode: adversarial"),
+        ("fgsm_synthetic_tiny", ["adversarial.attack_on=[tokens]"], "adversarial.attack_on / adversarial.train_on"),
+        ("transfer_synthetic_tiny", ["model.id_embedding=true"], "model.encoder / model.id_embedding"),
+    ],
+)
+def test_a_bad_combination_of_sections_is_one_line_and_exit_status_2(capsys, config, overrides, message):
+    from textrec.protocols.sections import CROSS_CHECKS
+    from textrec.serve.launch import parse_recipe_args
+
+    recipe = recipe_of(ROOT / "recipes" / "configs" / f"{config}.yaml")
+    sections = load_config(recipe_sections(recipe), ROOT / "recipes" / "configs" / f"{config}.yaml", overrides)
+    with pytest.raises(ValueError, match=message):  # each section alone is valid: only the combination is not
+        CROSS_CHECKS[recipe](sections)
+    with pytest.raises(SystemExit) as stop:
+        parse_recipe_args(recipe, "doc", ["--config", config, *overrides])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def _header_overrides(config: Path, recipe: str) -> list[str]:
+    """The overrides of the launch command in a YAML's header (`model.encoder=<tiny model dir>` -> `...=tiny`)."""
+    import re
+
+    line = next(line for line in config.read_text().splitlines() if f"recipes/{recipe}.py --config" in line)
+    rest = line.partition(config.name)[2]
+    return [
+        f"{key}={'tiny' if value.startswith('<') else value}"
+        for key, value in re.findall(r"(\S+)=(<[^>]*>|\S+)", rest)
+    ]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c.name for c in CONFIGS])
+def test_shipped_yaml_passes_its_recipes_cross_checks(config):
+    """Launched as its header says, every shipped YAML passes the checks across its recipe's sections."""
+    from textrec.protocols.sections import CROSS_CHECKS, RECIPE_SECTIONS
+
+    assert set(CROSS_CHECKS) <= set(RECIPE_SECTIONS)
+    recipe = recipe_of(config)
+    loaded = load_config(recipe_sections(recipe), config, _header_overrides(config, recipe))
+    if recipe in CROSS_CHECKS:
+        CROSS_CHECKS[recipe](loaded)

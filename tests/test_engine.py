@@ -294,9 +294,11 @@ def test_warmup_patience_needs_a_warmup():
 
 
 def test_a_launcher_precision_that_differs_from_the_config_is_refused(monkeypatch):
+    from textrec.train.setup import check_launcher_precision
+
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")  # accelerate launch --mixed_precision bf16
     with pytest.raises(ValueError, match="set training.mixed_precision=bf16"):
-        make_accelerator(LoopConfig())
-    assert make_accelerator(LoopConfig(mixed_precision="bf16")).mixed_precision == "bf16"
+        make_accelerator(LoopConfig())  # refused before any Accelerator is made
+    check_launcher_precision(LoopConfig(mixed_precision="bf16"))  # the same choice: accepted
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")  # the launcher's default leaves the config's choice
-    assert make_accelerator(LoopConfig(mixed_precision="bf16")).mixed_precision == "bf16"
+    check_launcher_precision(LoopConfig(mixed_precision="bf16"))

@@ -53,16 +53,24 @@ def test_exported_model_encodes_like_the_item_tower(tmp_path, tiny_bert_dir, tin
 
     folder = _saved_model(tmp_path / "m", tiny_bert_dir if base == "bert" else tiny_llama_dir, **kw)
     out = export_sentence_transformers(str(folder), tmp_path / "st")
-    texts = TEXTS if base == "bert" else TEXTS[:3]  # decoder: textrec drops the EOS of over-long texts (README)
     st = SentenceTransformer(str(out), device="cpu")
     assert st.max_seq_length == 6
-    exported = st.encode(texts, convert_to_tensor=True, batch_size=2)
-    assert torch.allclose(exported, _textrec_vectors(folder, texts), atol=1e-5)
+    # every text, the over-long one too: a decoder's EOS survives truncation in textrec and in the export alike
+    exported = st.encode(TEXTS, convert_to_tensor=True, batch_size=2)
+    assert torch.allclose(exported, _textrec_vectors(folder, TEXTS), atol=1e-5)
     names = [type(m).__name__ for m in st]
     similarity = kw.get("similarity", "cosine")
     assert names == ["Transformer", "Pooling", "Dense"] + (["Normalize"] if similarity == "cosine" else [])
     assert not (out / "adapter_config.json").exists()  # LoRA merged: a plain transformers model
-    assert "sentence-transformers" in (out / "README.md").read_text()
+    card = (out / "README.md").read_text()
+    assert "sentence-transformers" in card
+    if base == "llama":  # the over-long text keeps its EOS in both tokenizations, and the card says so
+        model, tok, config = load_pretrained(folder)
+        textrec_tokens = item_tokens(TEXTS[-1:], tok, ModelConfig(**config["model"]), model).input_ids[0]
+        exported_tokens = st[0].preprocess(TEXTS[-1:])["input_ids"][0].tolist()
+        assert exported_tokens == textrec_tokens and len(textrec_tokens) == 6
+        assert textrec_tokens[-1] == tok.eos_token_id
+        assert "always the last token" in card and "drops" not in card
 
 
 def test_id_embedding_model_exports_its_text_part_and_says_so(tmp_path, tiny_bert_dir, caplog):

@@ -16,8 +16,8 @@ from textrec.config import DataConfig, ModelConfig
 from textrec.data import load_data
 from textrec.data.synthetic import make_synthetic
 from textrec.evaluate.ranking import compute_item_vectors, compute_text_vectors, evaluate
-from textrec.model.build import build_model
 from textrec.model.hub import load_pretrained
+from textrec.model.textrec_model import TextRecModel
 from textrec.protocols.stream import Reservoir, continual_metrics, make_stream
 from textrec.train.incremental import AdapterRegistry, save_version, update_adapter
 from textrec.train.loop import LoopConfig
@@ -61,29 +61,26 @@ def test_continual_metrics_hand_computed():
     assert m["bwt"] == pytest.approx(((0.08 - 0.10) + (0.11 - 0.12)) / 2)
 
 
-@pytest.fixture
-def base_registry(tmp_path, tiny_bert):
+def _base_registry(root, tiny_bert, rows: int | None = None):
+    """A registry whose base version (slice_000) is a fresh tiny text model over the catalogue's first `rows` items
+    (default: all), and the stream's periods as `RecData` slices."""
     data = make_synthetic(num_users=80, num_items=40, seed=5)
     stream = make_stream(data, num_slices=2)
     base, tok = tiny_bert
     cfg = ModelConfig(encoder="tiny", dim=16, max_history=10, seq_layers=1, lora_dropout=0.0, seq_dropout=0.0)
-    model, tok = build_model(cfg, data.num_items, base, tok)
-    registry = AdapterRegistry(tmp_path / "versions")
+    model = TextRecModel.from_config(cfg, data.item_ids[:rows], item_template="{title}", base=base, tokenizer=tok)
+    registry = AdapterRegistry(root)
     period = stream.periods[0]
     save_version(
-        registry,
-        model,
-        cfg,
-        data.item_ids,
-        tokenizer=tok,
-        item_template="{title}",
-        parent=None,
-        strategy="base",
-        data_range=(period.start_time, period.end_time),
-        cost={},
+        registry, model, parent=None, strategy="base", data_range=(period.start_time, period.end_time), cost={}
     )
     slices = [data.select_interactions(stream.order[np.sort(np.r_[p.train, p.test])]) for p in stream.periods]
     return registry, slices, data
+
+
+@pytest.fixture
+def base_registry(tmp_path, tiny_bert):
+    return _base_registry(tmp_path / "versions", tiny_bert)
 
 
 def test_update_adapter_versions_and_refusals(base_registry, _tiny_bert):
@@ -298,3 +295,38 @@ def test_update_adapter_early_stops_on_held_out_validation(base_registry, _tiny_
     cost = registry.entry(version)["cost"]
     assert 0 < cost["best_valid_ndcg@10"] <= 1 and cost["stopped"] in ("early", "epochs")
     assert cost["epochs"] <= 4
+
+
+def test_save_version_saves_the_model_as_a_folder_and_a_manifest_entry(base_registry, _tiny_bert):
+    registry, _, data = base_registry
+    entry = registry.entry("slice_000")
+    assert (entry["parent"], entry["strategy"], registry.latest()) == (None, "base", "slice_000")
+    assert entry["cost"]["trainable_params"] > 0 and entry["cost"]["adapter_bytes"] > 0
+    loaded = TextRecModel.from_pretrained(registry.path("slice_000"), base=copy.deepcopy(_tiny_bert[0]))
+    assert loaded.item_ids == data.item_ids and loaded.item_template == "{title}"
+    assert (loaded.saved_config["version"], loaded.saved_config["parent"]) == ("slice_000", None)
+
+
+def test_an_update_reads_new_items_through_their_text(tmp_path, tiny_bert, _tiny_bert):
+    """The base version knows 30 items; the slice's catalogue has 40: the new version ranks all 40 by text."""
+    registry, slices, data = _base_registry(tmp_path / "versions", tiny_bert, rows=30)
+    settings = LoopConfig(epochs=1, batch_size=16, seed=0, checkpoint_every=0, progress=False)
+    version = update_adapter(registry, slices[1], config=settings, base=copy.deepcopy(_tiny_bert[0]))
+    loaded = TextRecModel.from_pretrained(registry.path(version), base=copy.deepcopy(_tiny_bert[0]))
+    assert loaded.item_ids == data.item_ids and loaded.towers.num_items == 40
+    _, vectors = loaded.encode_catalogue(data.items)
+    assert vectors.shape == (40, 16) and torch.isfinite(vectors).all()
+
+
+def test_an_update_of_a_folder_without_an_item_template(base_registry, _tiny_bert, caplog):
+    """A parent folder of an older release recorded no item template: the update renders item text as
+    `Recommender` serves that folder (`default_template` over the catalogue's fields) and records it."""
+    registry, slices, _ = base_registry
+    path = registry.path("slice_000") / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "item_template": None}))
+    settings = LoopConfig(epochs=1, batch_size=16, seed=0, checkpoint_every=0, progress=False)
+    with caplog.at_level("WARNING", logger="textrec.train.incremental"):
+        version = update_adapter(registry, slices[1], config=settings, base=copy.deepcopy(_tiny_bert[0]))
+    assert "records no item template" in caplog.text
+    config = json.loads((registry.path(version) / "config.json").read_text())
+    assert config["item_template"] == "{title} {topic}"

@@ -142,3 +142,36 @@ def test_loading_a_recommender_raises_no_future_warning(trained_model_dir, _tiny
         warnings.simplefilter("always")
         Recommender.from_pretrained(out, items_path, base=copy.deepcopy(_tiny_bert[0]), show_progress=False)
     assert [str(w.message) for w in caught if issubclass(w.category, FutureWarning)] == []
+
+
+def test_text_user_tower_serves_a_long_history_as_evaluation_reads_it(tiny_bert):
+    """The served user vector of a history longer than max_history_tokens is the evaluator's: the same HistoryText,
+    truncated from the left (the most recent items survive), for item ids and for the same history as free text."""
+    from textrec.config import ModelConfig
+    from textrec.data.synthetic import make_synthetic
+    from textrec.evaluate.ranking import compute_item_vectors, compute_text_vectors
+    from textrec.model.build import history_text, item_tokens
+    from textrec.model.encode import encode_histories
+    from textrec.model.textrec_model import TextRecModel
+
+    data = make_synthetic(num_users=20, num_items=30, seed=3)
+    cfg = ModelConfig(encoder="tiny-bert", user_tower="text", dim=16, max_history=10, max_history_tokens=12)
+    torch.manual_seed(0)
+    model = TextRecModel.from_config(
+        cfg, data.item_ids, item_template="{title}", base=tiny_bert[0], tokenizer=tiny_bert[1]
+    )
+    recommender = Recommender(model.eval(), data.items, show_progress=False, device="cpu")
+    history = list(range(6))
+    texts = list(data.items["title"])
+    evaluator_text = history_text(texts, model.tokenizer, cfg)
+    assert len(model.tokenizer(evaluator_text.render(history))["input_ids"]) > cfg.max_history_tokens  # truncated
+    ids, _ = evaluator_text.tokenize([history])
+    last_word = model.tokenizer(texts[history[-1]], add_special_tokens=False)["input_ids"][-1]
+    assert last_word in ids[0].tolist()  # the most recent item survives the truncation
+    tokens = item_tokens(texts, model.tokenizer, cfg, model.towers)
+    vectors = compute_item_vectors(model.towers, compute_text_vectors(model.towers, tokens, desc=None))
+    evaluated = encode_histories(model.towers, [history], vectors, evaluator_text)
+    served = recommender.user_vectors([[data.item_ids[i] for i in history]])
+    assert torch.equal(served, evaluated)
+    as_free_text = recommender.user_vectors([evaluator_text.separator.join(texts[i] for i in history)])
+    assert torch.equal(as_free_text, evaluated)

@@ -71,9 +71,32 @@ def test_score_matrix_and_queries_are_the_score(tiny_bert, tiny_llama):
     model, data, _ = _fresh("text", tiny_bert, tiny_llama)
     _, items = model.encode_catalogue(data.items)
     users = model.encode_users(HISTORIES, items)
-    rows = model.id_rows(model.item_ids)
-    split = model.towers.score_queries(users) @ model.towers.score_matrix(items, rows).T
+    split = model.score_queries(users) @ model.score_matrix(items, model.item_ids).T
     assert torch.allclose(split, model.score(users, items, model.item_ids), atol=1e-5)
+    rows = model.id_rows(model.item_ids)  # the model's methods are the towers' one rule, item ids as rows
+    assert torch.equal(model.score_matrix(items, model.item_ids), model.towers.score_matrix(items, rows))
+    assert torch.equal(model.score_queries(users), model.towers.score_queries(users))
+
+
+def test_a_free_text_is_a_one_item_history_of_that_text_for_the_sequence_tower(tiny_bert, tiny_llama):
+    model, data, _ = _fresh("text", tiny_bert, tiny_llama)
+    texts = ["alpha item3", "bravo red item7 item9"]
+    for text in texts:
+        _, known = model.encode_items([text], ["\x00new"])  # an id the model has no row for: the text alone
+        assert torch.equal(model.encode_queries([text]), model.encode_users([[0]], known))
+    _, both = model.encode_items(texts, ["\x00a", "\x00b"])
+    assert torch.allclose(model.encode_queries(texts), model.encode_users([[0], [1]], both), atol=1e-5)
+    id_only, _, _ = _fresh("id_only", tiny_bert, tiny_llama)
+    with pytest.raises(ValueError, match="no text encoder"):
+        id_only.encode_queries(texts)
+
+
+def test_rankable_items(tiny_bert, tiny_llama):
+    model, data, _ = _fresh("text", tiny_bert, tiny_llama)
+    assert model.rankable(model.item_ids + ["new"]) is None  # a text model scores every item, new ones too
+    id_only, _, _ = _fresh("id_only", tiny_bert, tiny_llama)
+    id_only.towers.mark_trained_items([0, 2])
+    assert id_only.rankable([id_only.item_ids[i] for i in (0, 1, 2)] + ["new"]).tolist() == [True, False, True, False]
 
 
 def test_a_text_model_is_saved_with_its_item_template_and_has_one_id_per_row(tiny_bert, tiny_llama, tmp_path):

@@ -110,6 +110,12 @@ class ModelConfig:
     lora_alpha: int = _help("LoRA alpha (scale = alpha / r)", 16)
     lora_dropout: float = _help("LoRA dropout", 0.05)
     lora_target_modules: list | None = _help("LoRA target modules; null = peft's default for the architecture", None)
+    lora_top_layers: int = _help(
+        "LoRA on the top k encoder layers only (0: every layer). With k > 0 the bottom layers stay frozen, so they "
+        "run once per catalogue and their output is cached: a live item costs the top k layers' forward and "
+        "backward only, and training can afford many more live items (training.max_live_items)",
+        0,
+    )
 
     def __post_init__(self):
         checks = {
@@ -127,6 +133,11 @@ class ModelConfig:
                 raise ValueError("model.id_embedding: must be true when model.encoder is null (ID-only model)")
             if self.user_tower == "text":
                 raise ValueError("model.user_tower: 'text' needs a model.encoder")
+        if self.lora_top_layers < 0 or (self.lora_top_layers and self.train_mode != "lora"):
+            raise ValueError(
+                f"model.lora_top_layers: must be >= 0, and > 0 only with model.train_mode lora, got "
+                f"{self.lora_top_layers} with {self.train_mode!r}"
+            )
         for name in ("dim", "max_history", "max_item_tokens", "seq_layers", "seq_heads", "lora_r"):
             if getattr(self, name) < 1:
                 raise ValueError(f"model.{name}: must be >= 1, got {getattr(self, name)}")

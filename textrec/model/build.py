@@ -45,9 +45,16 @@ def build_text_encoder(cfg: ModelConfig, base=None, tokenizer=None):
             if isinstance(module, torch.nn.Dropout):
                 module.p = cfg.encoder_dropout
     trainable = apply_train_mode(
-        base, cfg.train_mode, cfg.top_layers, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules
+        base,
+        cfg.train_mode,
+        cfg.top_layers,
+        cfg.lora_r,
+        cfg.lora_alpha,
+        cfg.lora_dropout,
+        cfg.lora_target_modules,
+        cfg.lora_top_layers,
     )
-    return TextEncoder(trainable, pooling), tokenizer
+    return TextEncoder(trainable, pooling, cfg.lora_top_layers), tokenizer
 
 
 def build_model(cfg: ModelConfig, num_items: int, base=None, tokenizer=None):
@@ -93,3 +100,13 @@ def history_text(texts, tokenizer, cfg: ModelConfig) -> HistoryText | None:
     if cfg.user_tower != "text":
         return None
     return HistoryText(texts, tokenizer, cfg.history_text_items, cfg.max_history_tokens)
+
+
+def retarget(model, num_items: int):
+    """Point a text-only model at another catalogue of `num_items` items (it has no per-item weights: item vectors
+    come from text, so only the catalogue size, which the full softmax and `rankable_items` read, changes)."""
+    if model.id_embedding is not None or model.item_bias is not None:
+        raise ValueError("retarget: only a text-only item tower (no id embedding, no item bias) ranks a new catalogue")
+    model.num_items = num_items
+    model.id_trained = torch.ones(num_items, dtype=torch.bool, device=model.id_trained.device)
+    return model

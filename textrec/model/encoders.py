@@ -160,12 +160,15 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> to
 
 
 class TextEncoder(nn.Module):
-    """A transformers model (optionally a peft model) plus pooling: token ids -> one vector per text."""
+    """A transformers model (optionally a peft model) plus pooling: token ids -> one vector per text.
+    `cached_top_layers` (k > 0): only the top k layers train, so the bottom ones may run once per catalogue
+    (`textrec.model.layer_cache`)."""
 
-    def __init__(self, model: nn.Module, pooling: str):
+    def __init__(self, model: nn.Module, pooling: str, cached_top_layers: int = 0):
         super().__init__()
         self.model = model
         self.pooling = pooling
+        self.cached_top_layers = cached_top_layers
 
     @property
     def hidden_size(self) -> int:
@@ -194,21 +197,28 @@ def apply_train_mode(
     lora_alpha: int = 16,
     lora_dropout: float = 0.05,
     target_modules: list[str] | None = None,
+    lora_top_layers: int = 0,
 ) -> nn.Module:
     """Make an encoder trainable as asked: `lora` (peft), `frozen`, `full`, or `top_layers` (last N layers).
 
     With `target_modules=None`, peft picks its default LoRA targets for the architecture
-    (bert: query/value; llama: q_proj/v_proj; gpt2: c_attn).
+    (bert: query/value; llama: q_proj/v_proj; gpt2: c_attn). `lora_top_layers` (k > 0): adapters on the top k
+    layers only (peft's `layers_to_transform`), every other layer frozen.
     """
     if mode == "lora":
         from peft import LoraConfig, TaskType, get_peft_model
 
+        total = len(layer_list(model))
+        if not 0 <= lora_top_layers < total:
+            raise ValueError(f"model.lora_top_layers: must be between 0 and {total - 1} for this encoder")
         config = LoraConfig(
             task_type=TaskType.FEATURE_EXTRACTION,
             r=lora_r,
             lora_alpha=lora_alpha,
             lora_dropout=lora_dropout,
             target_modules=target_modules,
+            layers_to_transform=list(range(total - lora_top_layers, total)) if lora_top_layers else None,
+            layers_pattern=layer_stack_path(model).rpartition(".")[2] if lora_top_layers else None,
         )
         with peft_deprecation_silenced():
             return get_peft_model(model, config)
@@ -220,7 +230,7 @@ def apply_train_mode(
         return model
     if mode == "top_layers":
         model.requires_grad_(False)
-        layers = _layer_list(model)
+        layers = layer_list(model)
         if not 0 < top_layers <= len(layers):
             raise ValueError(f"top_layers: must be in 1..{len(layers)}, got {top_layers}")
         for layer in layers[-top_layers:]:
@@ -229,8 +239,8 @@ def apply_train_mode(
     raise ValueError(f"train_mode: unknown mode {mode!r} (expected lora, frozen, full or top_layers)")
 
 
-def _layer_list(model: nn.Module) -> nn.ModuleList:
-    """The stack of transformer blocks, for BERT- (encoder.layer), Llama- (layers) and GPT-2-style (h) models."""
+def layer_stack_path(model: nn.Module) -> str:
+    """Where the stack of transformer blocks is: `encoder.layer` (BERT), `layers` (Llama) or `h` (GPT-2)."""
     for path in ("encoder.layer", "layers", "h"):
         obj = model
         for part in path.split("."):
@@ -238,8 +248,16 @@ def _layer_list(model: nn.Module) -> nn.ModuleList:
             if obj is None:
                 break
         if isinstance(obj, nn.ModuleList):
-            return obj
+            return path
     raise ValueError(f"top_layers: cannot find the layer stack of {type(model).__name__}")
+
+
+def layer_list(model: nn.Module) -> nn.ModuleList:
+    """The stack of transformer blocks, for BERT- (encoder.layer), Llama- (layers) and GPT-2-style (h) models."""
+    obj = model
+    for part in layer_stack_path(model).split("."):
+        obj = getattr(obj, part)
+    return obj
 
 
 @contextmanager

@@ -2,8 +2,10 @@
 
 As a sentence-transformers or peft model does, it builds itself from its config (`from_config`), writes and reads
 its folder (`save_pretrained`, `from_pretrained` from a folder or a Hub repo id at a revision), pushes itself
-(`push_to_hub`), and encodes and scores (`encode_items`, `encode_catalogue`, `encode_users`, `score`). Recipes,
-`update_adapter`, export and `Recommender` all go through it, so the pieces a folder needs are never passed by hand.
+(`push_to_hub`), and encodes and scores (`encode_items`, `encode_catalogue`, `encode_users`, `encode_queries`,
+`score`, and `score` as an index searches it: `score_matrix` / `score_queries`). Recipes, `update_adapter`, export
+and `Recommender` all go through it, so the pieces a folder needs are never passed by hand and the scoring rule
+lives in one place.
 
 The folder format is `textrec.model.folder`'s (format version 1): folders written before this class existed load.
 `huggingface_hub.ModelHubMixin` is not used: its `save_pretrained` writes its own config.json and model card into
@@ -193,19 +195,61 @@ class TextRecModel:
         texts = self.template().render_all(items) if self.has_text else None
         return self.encode_items(texts, ids, batch_size, desc)
 
+    def history_text(self, item_texts: Sequence[str]):
+        """The `HistoryText` that renders and tokenizes histories of these item texts for the text user tower, as
+        training and evaluation do (`textrec.model.build.history_text`; None for a sequence user tower)."""
+        from textrec.model.build import history_text
+
+        return history_text(item_texts, self.tokenizer, self.config)
+
     @torch.no_grad()
     def encode_users(self, histories: Sequence[Sequence[int]], item_vectors: torch.Tensor, history_text=None):
         """User vectors [U, D] of histories given as rows of `item_vectors` (oldest first); a text user tower also
-        needs `history_text` (`textrec.model.build.history_text`)."""
+        needs a `HistoryText` (the `history_text` method's)."""
         from textrec.model.encode import encode_histories
 
         return encode_histories(self.towers, histories, item_vectors, history_text)
+
+    @torch.no_grad()
+    def encode_queries(self, texts: Sequence[str], history_text=None) -> torch.Tensor:
+        """User vectors [U, D] of free-text histories. The text user tower reads each text as a history rendered by
+        `history_text` (its prefix, truncated from the left as in training, so the most recent words survive); the
+        sequence user tower reads it as a one-item history whose item is known by that text alone."""
+        if self.towers.user_tower == "text":
+            if history_text is None:
+                history_text = self.history_text([])
+            return self.encode_users([[text] for text in texts], torch.zeros(0, device=self.device), history_text)
+        if not self.has_text:
+            raise ValueError("this model has no text encoder: a free-text history cannot be read")
+        from textrec.model.encode import compute_text_vectors
+
+        text = compute_text_vectors(self.towers, self.tokenize(texts), len(texts) or 1, desc=None)
+        vectors = self.towers.item_vectors(torch.full((len(texts),), -1, device=self.device), text).float()
+        return self.encode_users([[row] for row in range(len(texts))], vectors)
+
+    def rankable(self, item_ids: Sequence[str]) -> torch.Tensor | None:
+        """Which of these items the model can score ([N] bool, on the CPU), or None for all: a text model scores
+        every item; an ID-only model only the items it trained an id for."""
+        if self.has_text:
+            return None
+        rows = self.id_rows(item_ids)
+        return (rows >= 0) & self.towers.id_trained[rows.clamp_min(0)].cpu()
 
     def score(self, users: torch.Tensor, item_vectors: torch.Tensor, item_ids: Sequence[str] | None = None):
         """[U, D] x [N, D] -> [U, N] logits: similarity / temperature, plus each item's bias when `item_ids` name
         them (the model's one scoring rule, `TwoTowerModel.score`)."""
         rows = None if item_ids is None else self.id_rows(item_ids).to(item_vectors.device)
         return self.towers.score(users, item_vectors, rows)
+
+    def score_matrix(self, item_vectors: torch.Tensor, item_ids: Sequence[str] | None = None) -> torch.Tensor:
+        """`score` as an index searches it, its item side: `score(u, items, ids)` equals `score_queries(u) @
+        score_matrix(items, ids).T` (`TwoTowerModel.score_matrix`)."""
+        rows = None if item_ids is None else self.id_rows(item_ids).to(item_vectors.device)
+        return self.towers.score_matrix(item_vectors, rows)
+
+    def score_queries(self, users: torch.Tensor) -> torch.Tensor:
+        """The user side of `score_matrix` (`TwoTowerModel.score_queries`)."""
+        return self.towers.score_queries(users)
 
 
 __all__ = ["TextRecModel"]

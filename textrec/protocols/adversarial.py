@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 
 from textrec.data.features import ItemTokens, pad_histories
-from textrec.evaluate.metrics import metrics_from_ranks, target_ranks
+from textrec.evaluate.metrics import metrics_from_ranks
+from textrec.evaluate.ranking import rank_events
 from textrec.train.objectives import TrainingObjective, encoder_is_trainable
 
 NORMS = ("sign", "l2")
@@ -114,20 +115,15 @@ def _history_inputs(model, events, device) -> tuple[torch.Tensor, torch.Tensor]:
     return items.masked_fill(~mask, -1), torch.as_tensor([e.target for e in events], device=device)
 
 
-@torch.no_grad()
 def _ranks(model, events, table, users, batch_size: int = 256) -> torch.Tensor:
-    """0-based pessimistic ranks of the targets, history masked."""
+    """0-based pessimistic ranks of the targets (`rank_events`, history masked) under the users [E, D] and the item
+    table [N, D]."""
     ids = torch.arange(len(table), device=table.device)
-    ranks = []
-    for start in range(0, len(events), batch_size):
-        batch = events[start : start + batch_size]
-        scores = model.score(users[start : start + batch_size], table, ids)
-        masked = torch.zeros_like(scores, dtype=torch.bool)
-        for row, e in enumerate(batch):
-            masked[row, list(e.history)] = True
-        targets = torch.as_tensor([e.target for e in batch], device=scores.device)
-        ranks.append(target_ranks(scores, targets, masked))
-    return torch.cat(ranks).cpu()
+
+    def scores(start, end):
+        return model.score(users[start:end], table, ids)
+
+    return rank_events(scores, events, len(table), batch_size=batch_size, device=table.device)
 
 
 def attack_grid(

@@ -12,10 +12,15 @@ section governs:
   `source_warmup_epochs`);
 - adversarial_fgsm: the normal model (the warm-started adversarial training takes `adv_epochs` and `adv_lr`), once
   per seed of `adversarial.seeds`.
+
+A dataclass checks its own fields; what a recipe needs across its sections (e.g. of the model, for its protocol) is
+in `CROSS_CHECKS`, which `textrec.serve.launch.parse_recipe_args` runs on the loaded sections, so a bad combination
+is reported as one line naming the fields, like any other config error.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from textrec.config import DataConfig, ModelConfig
@@ -56,7 +61,9 @@ class HubConfig:
 
 @dataclass
 class IncrementalConfig:
-    """The E2 stream, the strategies and what an update changes from the `training` section (the base fit's)."""
+    """The E2 stream, the strategies and the updates. The `training` section is the base fit's and every full
+    retrain's; an update takes `update_epochs`, `update_warmup_epochs` and `update_lr` from here and everything else
+    (patience, batch, LoRA learning rate, precision, ...) from `training`."""
 
     output_dir: str = _help("reports and versioned adapters", "outputs/incremental")
     base_fraction: float = _help("share of the stream in the base period", 0.5)
@@ -86,7 +93,10 @@ class IncrementalConfig:
 
 @dataclass
 class TransferConfig:
-    """The domain split, the target fractions and the source fit (every target fit follows `training`)."""
+    """The domain split, the target fractions and the source fit. Every target fit, of every method, follows the
+    `training` section; the ID-only method gets `training.encoder_warmup_epochs` as extra patience, so that no
+    method can stop before a text model's frozen warm-up has ended. The source fit takes `source_epochs` and
+    `source_warmup_epochs` from here."""
 
     output_dir: str = _help("reports and adapters", "outputs/transfer")
     dataset: str = _help("name in the report rows (default: the data folder's name)", "")
@@ -111,8 +121,10 @@ class TransferConfig:
 
 @dataclass
 class AdversarialConfig:
-    """The seeds, the warm-started adversarial training, its validation grid, and the attacks (the normal model
-    trains as `training` says, once per seed)."""
+    """The seeds, the warm-started adversarial training, its validation grid, and the attacks. The normal model
+    trains as the `training` section says, once per seed of `seeds` (which replaces `training.seed`); the
+    warm-started adversarial training continues it for `adv_epochs` at `adv_lr`, with no time budget, no warm-up
+    and no early stopping (every setting of the grid gets the same epochs)."""
 
     output_dir: str = _help("report and models", "outputs/fgsm")
     seeds: list = _help("the grid runs on the first seed (each replaces training.seed)", default_factory=lambda: [0])
@@ -163,4 +175,32 @@ RECIPE_SECTIONS: dict[str, dict[str, type]] = {
         "training": LoopConfig,
         "adversarial": AdversarialConfig,
     },
+}
+
+
+def check_adversarial_fgsm(cfg: dict) -> None:
+    """adversarial_fgsm: the attacks perturb the sequence user tower's inputs and cached (frozen) item text."""
+    model, adv = cfg["model"], cfg["adversarial"]
+    if model.user_tower != "sequence":
+        raise ValueError("model.user_tower: this recipe attacks the sequence user tower; set it to 'sequence'")
+    if model.encoder is not None and model.train_mode != "frozen":
+        raise ValueError("model.train_mode: adversarial training reads cached item text; set it to 'frozen'")
+    if "tokens" in adv.attack_on + [adv.train_on] and model.encoder is None:
+        raise ValueError("adversarial.attack_on / adversarial.train_on: 'tokens' needs a text encoder (model.encoder)")
+
+
+def check_domain_transfer(cfg: dict) -> None:
+    """domain_transfer: the source model ranks the target catalogue by text alone."""
+    model = cfg["model"]
+    if model.id_embedding or model.item_bias or model.encoder is None:
+        raise ValueError(
+            "model.encoder / model.id_embedding / model.item_bias: transfer needs a text-only item tower (encoder "
+            "set, id_embedding and item_bias false); the ID-only baseline is built by the recipe itself"
+        )
+
+
+# recipe -> a check of its loaded sections (section name -> instance) that raises ValueError naming the fields
+CROSS_CHECKS: dict[str, Callable[[dict], None]] = {
+    "domain_transfer": check_domain_transfer,
+    "adversarial_fgsm": check_adversarial_fgsm,
 }

@@ -3,8 +3,9 @@
 Two domains with disjoint item sets cut from one catalogue by an item field (MovieLens: genres), each keeping only
 its own items' interactions (`split_domains`). A text-only model trained on the source ranks the target catalogue
 through its text alone (`retarget`). Every row is ranked once over all target test events (`model_ranks`,
-`popularity_ranks`, `content_ranks`: 0-based pessimistic ranks, history masked) and reported per slice (all / warm /
-cold, E1-cold) from those ranks (`slice_rows`), so paired statistics over the same events come for free.
+`popularity_ranks`, `content_ranks`: 0-based pessimistic ranks, history masked, by evaluation's `rank_events`) and
+reported per slice (all / warm / cold, E1-cold) from those ranks (`slice_rows`), so paired statistics over the same
+events come for free.
 """
 
 from __future__ import annotations
@@ -16,8 +17,16 @@ import torch
 
 from textrec.data.records import RecData
 from textrec.data.splits import EvalEvent
-from textrec.evaluate.metrics import metrics_from_ranks, target_ranks
-from textrec.evaluate.ranking import compute_item_vectors, compute_text_vectors, evaluate
+from textrec.evaluate.metrics import metrics_from_ranks
+from textrec.evaluate.ranking import (
+    compute_item_vectors,
+    compute_text_vectors,
+    content_scores,
+    evaluate,
+    fixed_scores,
+    rank_events,
+)
+from textrec.model.build import retarget  # noqa: F401 (re-exported: E3's name for it)
 from textrec.protocols.coldstart import slice_of_events
 
 SLICES = ("all", "warm", "cold")
@@ -44,16 +53,6 @@ def split_domains(data: RecData, field: str, source_values: Sequence[str]) -> tu
     return domain(data, np.flatnonzero(is_source)), domain(data, np.flatnonzero(~is_source))
 
 
-def retarget(model, num_items: int):
-    """Point a text-only model at another catalogue of `num_items` items (it has no per-item weights: item vectors
-    come from text, so only the catalogue size, which the full softmax and `rankable_items` read, changes)."""
-    if model.id_embedding is not None or model.item_bias is not None:
-        raise ValueError("retarget: only a text-only item tower (no id embedding, no item bias) ranks a new catalogue")
-    model.num_items = num_items
-    model.id_trained = torch.ones(num_items, dtype=torch.bool, device=model.id_trained.device)
-    return model
-
-
 def fraction_users(train: Sequence[np.ndarray], fraction: float, seed: int = 0) -> np.ndarray:
     """The first `fraction` (at least one) of a seeded permutation of the users with >= 2 training items; the
     permutation is one for all fractions, so 5% of users is a subset of 20%."""
@@ -71,37 +70,17 @@ def model_ranks(model, tokens, events: Sequence[EvalEvent], num_items: int, acce
 
 def popularity_ranks(counts: torch.Tensor, events: Sequence[EvalEvent], batch_size: int = 512) -> list[int]:
     """Ranks under one score vector [N] for every user (training counts; items never seen score 0, the lowest)."""
-    return _ranks(lambda batch: counts.double().expand(len(batch), -1), events, len(counts), batch_size)
+    return rank_events(fixed_scores(counts.double()), events, len(counts), batch_size=batch_size).tolist()
 
 
 def content_ranks(
     text_vectors: torch.Tensor, events: Sequence[EvalEvent], last: int | None = None, batch_size: int = 512
 ) -> list[int]:
-    """Ranks under untrained content similarity: cosine between each item's text vector and the mean unit text
-    vector of the last `last` history items (None: the whole history), as `evaluate_content_similarity`, batched."""
-    unit = torch.nn.functional.normalize(text_vectors.float(), dim=-1)
-
-    def mean_of(history):
-        recent = list(history) if last is None else list(history)[-last:]
-        return unit[recent].mean(0) if recent else torch.zeros(unit.shape[1])
-
-    def scores(batch):
-        return torch.stack([mean_of(e.history) for e in batch]) @ unit.T
-
-    return _ranks(scores, events, len(unit), batch_size)
-
-
-def _ranks(score_fn, events: Sequence[EvalEvent], num_items: int, batch_size: int) -> list[int]:
-    out = []
-    for start in range(0, len(events), batch_size):
-        batch = events[start : start + batch_size]
-        masked = torch.zeros((len(batch), num_items), dtype=torch.bool)
-        for row, e in enumerate(batch):
-            if e.history:
-                masked[row, list(e.history)] = True
-        targets = torch.as_tensor([e.target for e in batch])
-        out += target_ranks(score_fn(batch), targets, masked).tolist()
-    return out
+    """Ranks under untrained content similarity (`content_scores`, as `evaluate_content_similarity`): cosine between
+    each item's text vector and the mean unit text vector of the last `last` history items (None: the whole
+    history)."""
+    scores = content_scores(text_vectors, events, last)
+    return rank_events(scores, events, len(text_vectors), batch_size=batch_size).tolist()
 
 
 def slice_rows(ranks: Sequence[int], events: Sequence[EvalEvent], cold: Sequence[int], **fields) -> list[dict]:

@@ -147,9 +147,9 @@ def export_card(config: dict, source: str, revision: str | None) -> str:
         )
     if pooling == "last":
         notes.append(
-            "The tokenizer appends the EOS token (last-token pooling reads it). textrec appends it before "
-            f"truncating, so for item texts of {model['max_item_tokens']} tokens or more textrec drops the EOS "
-            "while this model keeps it."
+            "The tokenizer appends the EOS token (last-token pooling reads it), as textrec does: an item text "
+            f"longer than {model['max_item_tokens']} tokens with its EOS is cut to make room for it, so the EOS is "
+            "always the last token, in textrec and in this model alike."
         )
     data = ModelCardData(
         library_name="sentence-transformers",

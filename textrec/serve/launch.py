@@ -48,12 +48,14 @@ def recipe_sections(name: str) -> dict:
 
 
 def parse_recipe_args(recipe: str, description: str, argv: Sequence[str] | None = None) -> dict:
-    """A recipe's command line, `--config FILE_OR_NAME [section.field=value ...]`, loaded into its sections. A bad
-    config or override ends the process with one line that names the field (printed by the first process only,
-    so `accelerate launch` with several processes shows it once), and exit status 2."""
+    """A recipe's command line, `--config FILE_OR_NAME [section.field=value ...]`, loaded into its sections and
+    checked across them (`textrec.protocols.sections.CROSS_CHECKS`). A bad config, override or combination ends the
+    process with one line that names the field (printed by the first process only, so `accelerate launch` with
+    several processes shows it once), and exit status 2."""
     import argparse
 
     from textrec.config import config_help, load_config
+    from textrec.protocols.sections import CROSS_CHECKS
 
     sections = recipe_sections(recipe)
     parser = argparse.ArgumentParser(
@@ -62,7 +64,11 @@ def parse_recipe_args(recipe: str, description: str, argv: Sequence[str] | None 
     parser.add_argument("--config", required=True, help="a YAML file, or a shipped config's name (textrec configs)")
     args, overrides = parser.parse_known_args(argv)
     try:
-        return load_config(sections, resolve_config(args.config), overrides)
+        cfg = load_config(sections, resolve_config(args.config), overrides)
+        check = CROSS_CHECKS.get(Path(recipe).stem)
+        if check is not None:
+            check(cfg)
+        return cfg
     except ValueError as err:
         first_process = os.environ.get("RANK", "0") == "0"
         parser.exit(2, f"{parser.prog}: error: {err}\n" if first_process else None)

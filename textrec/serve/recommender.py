@@ -17,8 +17,6 @@ import torch
 import torch.nn.functional as F
 
 from textrec.data.text import ItemTemplate, default_template
-from textrec.evaluate.ranking import encode_histories
-from textrec.model.build import history_text
 from textrec.model.textrec_model import TextRecModel
 from textrec.serve.index import (
     INDEX_KINDS,
@@ -77,7 +75,7 @@ class Recommender:
         self.positions = {item_id: i for i, item_id in enumerate(self.item_ids)}
         if len(self.positions) != len(self.item_ids):
             raise ValueError("catalogue: duplicate item ids")
-        self.history_text = history_text(self.texts, self.tokenizer, self.config)
+        self.history_text = model.history_text(self.texts)  # the text user tower's, as in training and evaluation
         self.text_vectors, self.item_vectors = self._load_or_build_index()
         self._refresh_search()
 
@@ -105,10 +103,6 @@ class Recommender:
             items = load_items(items)
         return cls(model, items, template=template, device=device, **kwargs)
 
-    def _id_rows(self, item_ids: Sequence[str]) -> torch.Tensor:
-        """Row of each item in the model's id embedding (-1 for items the model never saw: text only)."""
-        return self.model.id_rows(item_ids)
-
     def _encode_texts(self, texts: Sequence[str], item_ids: Sequence[str], desc: str | None):
         return self.model.encode_items(texts, item_ids, self.batch_size, desc if self.show_progress else None)
 
@@ -125,14 +119,10 @@ class Recommender:
     def _refresh_search(self) -> None:
         """The matrix scored against users: the model's own scoring rule as one matrix (`score_matrix`)."""
         with torch.no_grad():
-            rows = self._id_rows(self.item_ids).to(self.device)
-            items = self.towers.score_matrix(self.item_vectors, rows if self.towers.item_bias is not None else None)
+            items = self.model.score_matrix(self.item_vectors, self.item_ids)
         self._search = items.contiguous()
-        self._unrankable = None
-        if not self.towers.has_text:  # an ID-only model cannot score items it never trained on
-            rows = self._id_rows(self.item_ids)
-            trained = (rows >= 0) & self.towers.id_trained[rows.clamp_min(0)].cpu()
-            self._unrankable = ~trained if not trained.all() else None
+        rankable = self.model.rankable(self.item_ids)  # an ID-only model cannot score items it never trained on
+        self._unrankable = None if rankable is None or rankable.all() else ~rankable
         self._faiss = None
         if self.index_kind != "exact" and len(items):
             self._faiss = build_faiss_index(self._search.cpu().numpy(), self.index_kind)
@@ -153,36 +143,18 @@ class Recommender:
 
     @torch.no_grad()
     def _user_vectors(self, histories: Sequence[Sequence[str] | str]) -> torch.Tensor:
-        out = []
-        for history in histories:
-            if isinstance(history, str):
-                out.append(self._free_text_user(history))
-            else:
-                out.append(None)
+        """The model's user vectors: item-id histories in one batch (`encode_users`), each free text on its own
+        (`encode_queries`), both read by the text user tower through the same `HistoryText` as in evaluation."""
+        if self.history_text is not None:
+            self.history_text.item_texts = self.texts  # includes items added since
+        out = [self.model.encode_queries([h], self.history_text)[0] if isinstance(h, str) else None for h in histories]
         id_rows = [i for i, h in enumerate(histories) if not isinstance(h, str)]
         if id_rows:
             positions = [self._positions(histories[i]) for i in id_rows]
-            if self.towers.user_tower == "text":
-                self.history_text.item_texts = self.texts  # includes items added since
-            users = encode_histories(self.towers, positions, self.item_vectors, self.history_text)
+            users = self.model.encode_users(positions, self.item_vectors, self.history_text)
             for row, user in zip(id_rows, users):
                 out[row] = user
         return torch.stack(out) if out else torch.zeros(0, self.towers.dim, device=self.device)
-
-    def _free_text_user(self, text: str) -> torch.Tensor:
-        if self.towers.user_tower == "text":
-            enc = self.tokenizer(
-                [self.history_text.prefix + text],
-                truncation=True,
-                max_length=self.config.max_history_tokens,
-                return_tensors="pt",
-            ).to(self.device)
-            return self.towers.encode_users_text(enc["input_ids"], enc["attention_mask"])[0].float()
-        if not self.towers.has_text:
-            raise ValueError("this model has no text encoder: a free-text history cannot be read")
-        _, vector = self._encode_texts([text], ["\x00free-text"], None)  # the text as a one-item history
-        mask = torch.ones(1, 1, dtype=torch.bool, device=self.device)
-        return self.towers.encode_users_sequence(vector[None], mask)[0].float()
 
     def recommend(self, history: Sequence[str] | str, k: int = 10, exclude_seen: bool = True):
         """Top-k (item_id, score) for one history (item ids, oldest first, or free text)."""
@@ -194,7 +166,7 @@ class Recommender:
             if (isinstance(h, str) and not h.strip()) or (not isinstance(h, str) and len(h) == 0):
                 raise ValueError("history is empty: give at least one item id or a non-empty text")
         with torch.no_grad():
-            users = self.towers.score_queries(self._user_vectors(histories))
+            users = self.model.score_queries(self._user_vectors(histories))
         seen = [self._positions(h) if exclude_seen and not isinstance(h, str) else [] for h in histories]
         return self._top_k(users, k, seen)
 

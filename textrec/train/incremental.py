@@ -4,7 +4,7 @@
 version out. It trains through the library's one loop, `textrec.train.loop.fit`, like every recipe.
 
 Versions live under one root folder: `slice_000/`, `slice_001/`, ... each a complete model folder
-(`model.hub.save_pretrained`), plus `manifest.json` listing every version with its parent, strategy, data range,
+(`TextRecModel.save_pretrained`), plus `manifest.json` listing every version with its parent, strategy, data range,
 metrics and cost, and which one is the latest. An update checkpoints into `.<version>.partial/` (safetensors and
 JSON only: a planted pickle there is never loaded), so a killed update resumes, and becomes visible with one rename.
 """
@@ -79,22 +79,19 @@ def adapter_size_bytes(folder: Path) -> int:
 
 def save_version(
     registry: AdapterRegistry,
-    model,
-    model_config,
-    item_ids,
+    model: TextRecModel,
     *,
-    tokenizer,
-    item_template,
     parent: str | None,
     strategy: str,
     data_range: tuple[float, float],
     cost: dict,
     metrics: Mapping | None = None,
 ) -> str:
-    """Save `model` as the registry's next version and record it in the manifest (latest)."""
+    """Save `model` (`TextRecModel.save_pretrained`) as the registry's next version, trained from version `parent`
+    by `strategy` on the interactions of `data_range` (first and last timestamp) at `cost`, and record it in the
+    manifest as the latest."""
     version = registry.next_name()
-    owned = TextRecModel(model, model_config, item_ids, tokenizer=tokenizer, item_template=item_template)
-    folder = owned.save_pretrained(
+    folder = model.save_pretrained(
         registry.root / version,
         metrics=metrics,
         extra_config={"version": version, "parent": parent, "strategy": strategy},
@@ -108,7 +105,7 @@ def save_version(
             "metrics": dict(metrics or {}),
             "cost": {
                 **cost,
-                "trainable_params": model.trainable_parameters(),
+                "trainable_params": model.towers.trainable_parameters(),
                 "adapter_bytes": adapter_size_bytes(folder),
             },
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -141,19 +138,15 @@ def update_adapter(
     interactions after the slice's) early-stops it on their NDCG@10. `accelerator`: default
     `make_accelerator(config)`, so the update runs on the GPU when there is one.
     """
-    from textrec.data.text import ItemTemplate
-    from textrec.model.build import item_tokens as build_tokens
-
     registry = registry if isinstance(registry, AdapterRegistry) else AdapterRegistry(registry)
     config = config or LoopConfig(epochs=2, patience=1, checkpoint_every=0)
     accelerator = accelerator or make_accelerator(config)
     parent = parent or registry.latest()
     loaded, stamps = _load_parent(registry, parent, parent_revision, interactions, base)
-    model, tokenizer, saved, model_cfg = loaded.towers, loaded.tokenizer, loaded.saved_config, loaded.config
-    model.train()  # build_model applied the saved train mode: the same weights train as in the base run
     catalogue = interactions.items
-    template = ItemTemplate(saved["item_template"])
-    tokens = build_tokens(template.render_all(catalogue), tokenizer, model_cfg, model) if model.has_text else None
+    updated = _next_version(loaded, interactions)
+    model = updated.towers.train()  # the saved train mode was applied on load: the same weights train as before
+    tokens = updated.tokenize(updated.template().render_all(catalogue))
     positions_data = interactions if context is None else _concat(context, interactions)
     index = {i: n for n, i in enumerate(catalogue["item_id"])}
     users, items, is_target = _coded(positions_data, index, len(context.interactions) if context is not None else 0)
@@ -183,11 +176,7 @@ def update_adapter(
     if accelerator.is_main_process:
         save_version(
             registry,
-            model.eval(),
-            model_cfg,
-            list(catalogue["item_id"]),
-            tokenizer=tokenizer,
-            item_template=template.template,
+            updated.eval(),
             parent=parent,
             strategy=strategy,
             data_range=(float(stamps.min()), float(stamps.max())),
@@ -222,6 +211,27 @@ def _load_parent(registry: AdapterRegistry, parent, parent_revision, interaction
             "get their vectors from text"
         )
     return loaded, stamps
+
+
+def _next_version(parent: TextRecModel, interactions) -> TextRecModel:
+    """The model an update trains and saves: the parent's towers, tokenizer and item template over the slice's
+    catalogue (its rows are what the update trains on; items new to the parent are read through their text). A
+    parent folder of an older release that recorded no template renders item text as `Recommender` serves it:
+    `default_template` over the catalogue's fields."""
+    from textrec.data.text import default_template
+    from textrec.model.build import retarget
+
+    catalogue = interactions.items
+    towers = parent.towers
+    if towers.num_items != len(catalogue):
+        towers = retarget(towers, len(catalogue))
+    template = parent.item_template
+    if not template:
+        template = default_template(interactions.text_fields).template
+        logger.warning(f"{parent.folder}: the model records no item template; rendering item text with {template!r}")
+    return TextRecModel(
+        towers, parent.config, catalogue["item_id"], tokenizer=parent.tokenizer, item_template=template
+    )
 
 
 def _concat(a, b):

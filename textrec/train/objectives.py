@@ -15,6 +15,8 @@ import torch
 from torch import nn
 
 from textrec.data.features import HistoryText, ItemTokens
+from textrec.model.encode import compute_text_vectors
+from textrec.model.layer_cache import LowerStateCache
 from textrec.model.towers import TwoTowerModel
 from textrec.train.config import LoopConfig
 from textrec.train.losses import (
@@ -93,6 +95,7 @@ class TrainingObjective(nn.Module):
         self._dropped = None  # per forward: the items that step treats as new (`model.id_dropout`)
         self._catalogue_text = None  # per forward: that step's live text vectors of every item
         self._catalogue_tokens = None  # the padded catalogue on the device, made once
+        self.lower_states = None  # with `model.lora_top_layers`: the frozen bottom layers' output, made once
         self.configure()
         # Set by the loop under several processes: target ids of all processes, so every process ranks its targets
         # against the same in-batch candidates as one process with the whole batch would.
@@ -137,8 +140,7 @@ class TrainingObjective(nn.Module):
             pool = unique if live_pool is None else torch.unique(live_pool)
             take = min(self.max_live_items, len(pool))
             live_items = pool[torch.as_tensor(rng.choice(len(pool), size=take, replace=False))]
-            input_ids, mask = self.item_tokens.batch(live_items.tolist(), device=ids.device)
-            live = model.item_text_vectors(input_ids, mask)
+            live = self.live_text_vectors(live_items)
             position = torch.searchsorted(unique, ids)
             slot = torch.full((len(unique),), -1, dtype=torch.long, device=ids.device)
             slot[torch.searchsorted(unique, live_items)] = torch.arange(take, device=ids.device)
@@ -146,6 +148,38 @@ class TrainingObjective(nn.Module):
             text = text.to(live.dtype)
             text[use_live] = live[slot[position][use_live]]
         return text
+
+    def live_text_vectors(self, items: torch.Tensor) -> torch.Tensor:
+        """Pooled text vectors of catalogue rows `items`, encoded now (with gradient while training): through the
+        top layers from the cached lower states when the encoder trains only its top layers
+        (`model.lora_top_layers`), else through the whole encoder."""
+        encoder = self.model.item_encoder
+        if encoder.cached_top_layers:
+            if self.lower_states is None:
+                self.lower_states = LowerStateCache(encoder, self.item_tokens, device=items.device)
+            return self.lower_states.encode(encoder, items)
+        input_ids, mask = self.item_tokens.batch(items.tolist(), device=items.device)
+        return self.model.item_text_vectors(input_ids, mask)
+
+    @torch.no_grad()
+    def catalogue_text_vectors(self, batch_size: int, accelerator=None) -> torch.Tensor:
+        """Every catalogue item's pooled text vector under the encoder as it is now, in eval mode (the cache the
+        loop refreshes): from the cached lower states when there are any (the top layers only), else a full
+        encode (`compute_text_vectors`)."""
+        encoder = self.model.item_encoder
+        if not (encoder.cached_top_layers and self.lower_states is not None):
+            return compute_text_vectors(self.model, self.item_tokens, batch_size, accelerator, None)
+        was_training = encoder.training
+        encoder.eval()
+        device = self.lower_states.states.device
+        try:
+            parts = [
+                self.lower_states.encode(encoder, torch.arange(i, min(i + batch_size, len(self.item_tokens))))
+                for i in range(0, len(self.item_tokens), batch_size)
+            ]  # fmt: skip
+        finally:
+            encoder.train(was_training)
+        return torch.cat(parts).to(device)
 
     def item_vectors(
         self, ids: torch.Tensor, cache: TextVectorCache | None, rng: np.random.Generator | None, live_pool=None
@@ -196,6 +230,8 @@ class TrainingObjective(nn.Module):
         in one pass with gradient (one encoder pass over the catalogue per step); else None."""
         if not (self.live_catalogue and self.training and encoder_is_trainable(self.model)):
             return None
+        if self.model.item_encoder.cached_top_layers:  # the top layers only, from the cached lower states
+            return self.live_text_vectors(torch.arange(len(self.item_tokens), device=device))
         if self._catalogue_tokens is None or self._catalogue_tokens[0].device != torch.device(device):
             self._catalogue_tokens = self.item_tokens.batch(range(len(self.item_tokens)), device=device)
         return self.model.item_text_vectors(*self._catalogue_tokens)

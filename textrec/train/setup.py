@@ -60,12 +60,7 @@ def make_accelerator(config: LoopConfig, project_dir: str | Path | None = None):
     accelerate config file) that asks for another one is refused rather than silently overridden."""
     from accelerate import Accelerator, DistributedDataParallelKwargs
 
-    launcher = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
-    if launcher not in ("", "no", config.mixed_precision):
-        raise ValueError(
-            f"training.mixed_precision is {config.mixed_precision!r} but accelerate launch asks for {launcher!r}: "
-            f"set training.mixed_precision={launcher} (the recipe's one precision setting)"
-        )
+    check_launcher_precision(config)
 
     return Accelerator(
         mixed_precision=config.mixed_precision,
@@ -75,6 +70,17 @@ def make_accelerator(config: LoopConfig, project_dir: str | Path | None = None):
         # Several processes without a GPU: accelerate needs cpu=True to form a gloo group (MULTI_CPU).
         cpu=not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1,
     )
+
+
+def check_launcher_precision(config: LoopConfig) -> None:
+    """Refuse an `accelerate launch --mixed_precision X` (or accelerate config file) that differs from
+    `training.mixed_precision`; the launcher's default ("no") leaves the config's choice."""
+    launcher = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
+    if launcher not in ("", "no", config.mixed_precision):
+        raise ValueError(
+            f"training.mixed_precision is {config.mixed_precision!r} but accelerate launch asks for {launcher!r}: "
+            f"set training.mixed_precision={launcher} (the recipe's one precision setting)"
+        )
 
 
 def per_process_batch(config: LoopConfig, num_processes: int) -> int:

@@ -56,8 +56,7 @@ class ValidationSteps:
     def refresh_cache(self, step: int) -> None:
         state, cache = self.state, self.cache
         if state.encoder_moved or cache.vectors is None:
-            tokens, batch = self.objective.item_tokens, self.config.eval_batch_size
-            cache.refresh(compute_text_vectors(self.model, tokens, batch, self.accelerator, None), step)
+            cache.refresh(self.objective.catalogue_text_vectors(self.config.eval_batch_size, self.accelerator), step)
             state.encoder_moved = False
         else:  # the encoder has not moved since the last refresh: same vectors, the schedule restarts
             cache.refresh(cache.vectors, step)
