@@ -23,3 +23,17 @@ LAUNCH_TWO_PROCESSES = [
 def run_command(cmd, **kwargs) -> subprocess.CompletedProcess:
     """`subprocess.run(cmd, capture_output=True, text=True, **kwargs)`."""
     return subprocess.run(cmd, capture_output=True, text=True, **kwargs)
+
+
+def kill_at_epoch(monkeypatch, epoch: int) -> None:
+    """Within `monkeypatch`, the training loop is killed (KeyboardInterrupt) when it starts epoch `epoch`."""
+    import textrec.train.loop as engine
+
+    real = engine.epoch_batches
+
+    def dying(n, batch_size, seed, at, *args, **kwargs):
+        if at == epoch:
+            raise KeyboardInterrupt("killed")
+        return real(n, batch_size, seed, at, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "epoch_batches", dying)

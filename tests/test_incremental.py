@@ -137,17 +137,10 @@ def test_killed_update_resumes_to_the_same_adapter(base_registry, _tiny_bert, tm
     settings = LoopConfig(epochs=3, batch_size=16, seed=0, cache_refresh_steps=2, checkpoint_every=0)
     unbroken = update_adapter(registry, slices[1], config=settings, base=copy.deepcopy(_tiny_bert[0]))
 
-    import textrec.train.loop as engine
-
-    real = engine.epoch_batches
-
-    def die_in_epoch_2(n, bs, seed, epoch, *args, **kwargs):
-        if epoch == 2:
-            raise KeyboardInterrupt("killed")
-        return real(n, bs, seed, epoch, *args, **kwargs)
+    from helpers import kill_at_epoch
 
     with monkeypatch.context() as m:
-        m.setattr(engine, "epoch_batches", die_in_epoch_2)
+        kill_at_epoch(m, 2)
         with pytest.raises(KeyboardInterrupt):
             update_adapter(twin, slices[1], config=settings, base=copy.deepcopy(_tiny_bert[0]))
     assert twin.latest() == "slice_000" and list((twin.root / ".slice_001.partial").glob("step_*/state.json"))

@@ -5,8 +5,8 @@ import copy
 
 import pytest
 import torch
+from helpers import kill_at_epoch
 
-import textrec.train.loop as engine
 from textrec.config import ModelConfig
 from textrec.data.features import all_targets
 from textrec.data.splits import leave_one_out
@@ -99,15 +99,8 @@ def test_training_from_cached_states_learns_with_every_candidate_live(tiny_bert)
 def test_a_killed_run_resumes_to_the_uninterrupted_result(tiny_bert, tmp_path, monkeypatch):
     base, tok = tiny_bert
     unbroken, _ = _fit(base, tok, epochs=3, checkpoint_dir=tmp_path / "a")
-    real = engine.epoch_batches
-
-    def die_in_epoch_2(n, bs, seed, epoch, *args, **kwargs):
-        if epoch == 2:
-            raise KeyboardInterrupt("killed")
-        return real(n, bs, seed, epoch, *args, **kwargs)
-
     with monkeypatch.context() as m:
-        m.setattr(engine, "epoch_batches", die_in_epoch_2)
+        kill_at_epoch(m, 2)
         with pytest.raises(KeyboardInterrupt):
             _fit(base, tok, epochs=3, checkpoint_dir=tmp_path / "b")
     resumed, _ = _fit(base, tok, epochs=3, checkpoint_dir=tmp_path / "b")
