@@ -30,7 +30,7 @@ import torch
 from accelerate.utils import set_seed
 
 from textrec.config import config_to_dict
-from textrec.data import load_data
+from textrec.data import dataset_name, load_data
 from textrec.data.features import all_targets
 from textrec.data.splits import leave_one_out
 from textrec.evaluate.metrics import ndcg_per_event, paired_bootstrap
@@ -66,7 +66,7 @@ def main():
         data = load_data(data_cfg)
     split = leave_one_out(data)
     template = item_template(data, data_cfg)
-    dataset = "synthetic" if data_cfg.format == "synthetic" else Path(data_cfg.path).name
+    dataset = dataset_name(data_cfg, data)
     examples = WindowExamples(all_targets(split.train), model_cfg.max_history)
     freq = torch.as_tensor(popularity_scores(split.train, data.num_items), dtype=torch.float32) + 1.0
     steps_per_epoch = -(-len(examples) // (training.batch_size * accelerator.num_processes))

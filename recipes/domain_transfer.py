@@ -35,7 +35,7 @@ import numpy as np
 from accelerate.utils import set_seed
 
 from textrec.config import config_to_dict
-from textrec.data import load_data
+from textrec.data import dataset_name, load_data
 from textrec.data.features import all_targets
 from textrec.data.splits import leave_one_out
 from textrec.evaluate.ranking import compute_text_vectors, popularity_scores
@@ -66,13 +66,13 @@ def main():
     cfg = parse_recipe_args("domain_transfer", __doc__)
     data_cfg, model_cfg, training, tr = cfg["data"], cfg["model"], cfg["training"], cfg["transfer"]
     out = Path(tr.output_dir)
-    dataset = tr.dataset or Path(data_cfg.path).name
     accelerator = make_accelerator(training)
     set_seed(training.seed)
 
     # 1. Data: source / target domains with disjoint items, E1 inside each, cold target items held out (E1-cold)
     with accelerator.main_process_first():
         data = load_data(data_cfg)
+    dataset = tr.dataset or dataset_name(data_cfg, data)
     source, target = split_domains(data, tr.domain_field, tr.source_values)
     template = item_template(data, data_cfg)
     src_split = leave_one_out(source)

@@ -23,7 +23,7 @@ from accelerate.logging import get_logger
 from accelerate.utils import set_seed
 
 from textrec.config import config_to_dict
-from textrec.data import load_data
+from textrec.data import dataset_name, load_data
 from textrec.data.features import all_targets
 from textrec.data.splits import leave_one_out
 from textrec.evaluate.ranking import (
@@ -179,7 +179,7 @@ def main():
             metrics=metrics,
             extra_config={
                 "protocol": summary["protocol"] + ", history masked",
-                "dataset": data_cfg.name or Path(data_cfg.path).name,
+                "dataset": dataset_name(data_cfg, data),
                 "framework_versions": framework_versions(),
             },
         )

@@ -138,7 +138,7 @@ class ModelConfig:
                 f"model.lora_top_layers: must be >= 0, and > 0 only with model.train_mode lora, got "
                 f"{self.lora_top_layers} with {self.train_mode!r}"
             )
-        for name in ("dim", "max_history", "max_item_tokens", "seq_layers", "seq_heads", "lora_r"):
+        for name in ("dim", "max_history", "max_item_tokens", "seq_layers", "seq_heads", "lora_r", "lora_alpha"):
             if getattr(self, name) < 1:
                 raise ValueError(f"model.{name}: must be >= 1, got {getattr(self, name)}")
         if not (math.isfinite(self.temperature) and self.temperature > 0):

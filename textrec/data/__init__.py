@@ -3,6 +3,7 @@ item text templates, model inputs (tokens, windows) and the synthetic generator 
 
 from textrec.data.formats import iter_json_lines
 from textrec.data.readers import (
+    dataset_name,
     load_data,
     load_grouplens_100k,
     load_items,
@@ -16,6 +17,7 @@ __all__ = [
     "InteractionArrays",
     "RecData",
     "build_recdata",
+    "dataset_name",
     "iter_json_lines",
     "load_data",
     "load_grouplens_100k",

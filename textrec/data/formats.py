@@ -174,12 +174,28 @@ def _read_parquet(path: Path) -> _Table:
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise DataError(f"{path}: column {repeated[0]!r} appears more than once")
-    per_second = {"s": 1, "ms": 1e3, "us": 1e6, "ns": 1e9}
     data = {}
     for name, column in zip(names, table.columns):
-        if pa.types.is_timestamp(column.type):
-            scale = per_second[column.type.unit]
-            data[name] = [None if v is None else v / scale for v in column.cast(pa.int64()).to_pylist()]
-        else:
-            data[name] = column.to_pylist()
+        data[name] = _seconds(path, name, column) if pa.types.is_timestamp(column.type) else column.to_pylist()
     return _Table(str(path), data if data and table.num_rows else {}, 1, unit="row")
+
+
+def _seconds(path: Path, name: str, column) -> list:
+    """A Parquet timestamp column (any unit) as seconds since the epoch: integers when every value is a whole
+    second, else floats; a column whose distinct values float64 seconds would merge (instants under about a
+    microsecond apart) is refused rather than rounded, since that reorders events."""
+    import numpy as np
+    import pyarrow as pa
+
+    scale = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}[column.type.unit]
+    ticks = column.cast(pa.int64()).to_pylist()
+    if all(v is None or v % scale == 0 for v in ticks):
+        return [None if v is None else v // scale for v in ticks]
+    seconds = [None if v is None else v / scale for v in ticks]
+    known = [v for v in ticks if v is not None]
+    if len(np.unique(np.asarray(known, dtype=np.int64))) != len({v / scale for v in known}):
+        raise DataError(
+            f"{path}: column {name!r}: timestamps ({column.type.unit}) closer than float64 seconds can tell apart: "
+            "store them as an integer column (e.g. nanoseconds as int64), which textrec keeps exact"
+        )
+    return seconds

@@ -37,7 +37,7 @@ def load_recbole(directory: str | Path, name: str | None = None, text_fields: Se
     name = name or directory.name
     inter = _recbole_header(_read_delimited(directory / f"{name}.inter", "\t", None))
     items = _recbole_header(_read_delimited(directory / f"{name}.item", "\t", None))
-    return build_recdata(inter, items, text_fields)
+    return build_recdata(inter, items, text_fields, name=name)
 
 
 def load_grouplens_100k(directory: str | Path) -> RecData:
@@ -72,7 +72,7 @@ def load_grouplens_100k(directory: str | Path) -> RecData:
         0,
         lines=raw.lines,
     )
-    return build_recdata(inter, items)
+    return build_recdata(inter, items, name=directory.name)
 
 
 def _rename(table: _Table, mapping: Mapping[str, str], what: str) -> _Table:
@@ -152,3 +152,14 @@ def load_data(
             raise DataError("format 'tabular' needs items_path (the item catalogue file)")
         return load_tabular(path, items_path, columns, item_columns)
     raise ValueError(f"format: unknown data format {format!r} (expected recbole, grouplens or tabular)")
+
+
+def dataset_name(data_cfg, data: RecData) -> str:
+    """The name a run records for its data (config.json `dataset`, the model card's `datasets`, result rows): the
+    name the loader gave what it actually read (`RecData.name`: "synthetic" for generated data, never the default
+    `data.path`), else, for a `RecData` built by hand, the config's `data.name` or the folder name of `data.path`."""
+    if data.name:
+        return data.name
+    if data_cfg.format == "synthetic":
+        return "synthetic"
+    return data_cfg.name or Path(data_cfg.path).name

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -24,6 +25,7 @@ from textrec.data.tables import (
     _require_columns,
     _Table,
     _text,
+    _timestamp_column,
     _values,
 )
 
@@ -34,14 +36,17 @@ INTERACTION_COLUMNS = ("user_id", "item_id", "timestamp")
 class RecData:
     """Interactions plus the item catalogue they refer to.
 
-    `interactions` has the columns user_id (str), item_id (str), timestamp (float64) and optionally rating
-    (float64), in file order. `items` has item_id (str) plus text fields (str); its row order defines the item
-    index used by models (row i <-> item index i).
+    `interactions` has the columns user_id (str), item_id (str), timestamp (int64 when the file's timestamps are
+    all integers, else float64) and optionally rating (float64), in file order. `items` has item_id (str) plus text
+    fields (str); its row order defines the item index used by models (row i <-> item index i). `source`: what was
+    read (a file, or the generator and its seed); `name`: the dataset's name as the loader knows it (the RecBole
+    name, the GroupLens folder, the tabular interactions file, "synthetic"), which runs record.
     """
 
     interactions: datasets.Dataset
     items: datasets.Dataset
     source: str = ""
+    name: str = ""
 
     @cached_property
     def item_ids(self) -> list[str]:
@@ -73,7 +78,7 @@ class RecData:
         return InteractionArrays(
             users=user_codes,
             items=self._item_codes(table.column("item_id")),
-            timestamps=_float64(table.column("timestamp")),
+            timestamps=np.asarray(table.column("timestamp").to_numpy()),  # int64 or float64, as read
             ratings=ratings,
             user_ids=[str(u) for u in user_ids],
         )
@@ -93,7 +98,8 @@ class RecData:
     def select_interactions(self, rows: Sequence[int] | np.ndarray) -> RecData:
         """The same catalogue with a subset of the interaction rows (kept in the given order)."""
         taken = _arrow_table(self.interactions).take(pa.array(np.asarray(rows, dtype=np.int64).reshape(-1)))
-        return RecData(datasets.Dataset(taken, info=self.interactions.info.copy()), self.items, self.source)
+        interactions = datasets.Dataset(taken, info=self.interactions.info.copy())
+        return RecData(interactions, self.items, self.source, self.name)
 
 
 def _arrow_table(dataset: datasets.Dataset) -> pa.Table:
@@ -124,8 +130,11 @@ class InteractionArrays:
     user_ids: list[str] = field(default_factory=list)
 
 
-def build_recdata(inter: _Table, items: _Table, text_fields: Sequence[str] | None = None) -> RecData:
-    """Validate two tables (already renamed to textrec's column names) and build a `RecData`."""
+def build_recdata(
+    inter: _Table, items: _Table, text_fields: Sequence[str] | None = None, name: str | None = None
+) -> RecData:
+    """Validate two tables (already renamed to textrec's column names) and build a `RecData` named `name` (default:
+    the interactions file's name)."""
     _require_columns(items, ["item_id"])
     _require_columns(inter, INTERACTION_COLUMNS)
     item_ids = _as_id(items, "item_id")
@@ -140,8 +149,8 @@ def build_recdata(inter: _Table, items: _Table, text_fields: Sequence[str] | Non
     if missing:
         raise DataError(f"{items.path}: missing column {missing[0]!r} (columns found: {sorted(items.columns)})")
     item_columns = {"item_id": item_ids}
-    for name in fields:
-        item_columns[name] = [_text(v) for v in _values(items.columns[name])]
+    for text_field in fields:
+        item_columns[text_field] = [_text(v) for v in _values(items.columns[text_field])]
 
     # Checked column by column, in this order, each naming its first bad row (as a row-by-row check would).
     inter_item = _id_column(inter, "item_id")
@@ -155,20 +164,20 @@ def build_recdata(inter: _Table, items: _Table, text_fields: Sequence[str] | Non
     inter_columns: dict[str, pa.Array | np.ndarray] = {
         "user_id": _id_column(inter, "user_id"),
         "item_id": inter_item,
-        "timestamp": _float_column(inter, "timestamp"),
+        "timestamp": _timestamp_column(inter, "timestamp"),
     }
     features = {
         "user_id": datasets.Value("string"),
         "item_id": datasets.Value("string"),
-        "timestamp": datasets.Value("float64"),
+        "timestamp": datasets.Value(str(inter_columns["timestamp"].dtype)),
     }
     if "rating" in inter.columns:
         inter_columns["rating"] = _float_column(inter, "rating")
         features["rating"] = datasets.Value("float64")
     _refuse_duplicate_events(inter, inter_columns)
-    arrow = {k: v if isinstance(v, pa.Array) else pa.array(v, pa.float64()) for k, v in inter_columns.items()}
+    arrow = {k: v if isinstance(v, pa.Array) else pa.array(v) for k, v in inter_columns.items()}
     interactions = datasets.Dataset.from_dict(arrow, features=datasets.Features(features))
     catalogue = datasets.Dataset.from_dict(
         item_columns, features=datasets.Features({k: datasets.Value("string") for k in item_columns})
     )
-    return RecData(interactions, catalogue, source=inter.path)
+    return RecData(interactions, catalogue, source=inter.path, name=name or Path(inter.path).name)

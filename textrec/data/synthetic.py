@@ -89,4 +89,4 @@ def make_synthetic(
             "topic": [TOPIC_WORDS[t] for t in topics],
         }
     )
-    return RecData(interactions, catalogue, source=f"synthetic(seed={seed})")
+    return RecData(interactions, catalogue, source=f"synthetic(seed={seed})", name="synthetic")

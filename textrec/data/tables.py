@@ -93,10 +93,53 @@ def _float_column(table: _Table, name: str) -> np.ndarray:
     return np.asarray(_as_float(table, name), dtype=np.float64)
 
 
+def _timestamp_column(table: _Table, name: str = "timestamp") -> np.ndarray:
+    """Timestamps as int64 when every one is an integer (an integer column, Python ints, or text of digits), so
+    that nanosecond timestamps keep their order; else `_float_column`'s float64 (float64 holds integers exactly
+    only up to 2**53, about 104 days in nanoseconds)."""
+    column = table.columns[name]
+    values = column
+    if isinstance(column, list) and column and all(isinstance(v, str) for v in column):
+        values = pa.array(column, pa.string())
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        if values.null_count or not (pa.types.is_integer(values.type) or pa.types.is_string(values.type)):
+            return _float_column(table, name)
+        try:
+            trimmed = pc.utf8_trim_whitespace(values) if pa.types.is_string(values.type) else values
+            return np.asarray(pc.cast(trimmed, pa.int64()).to_numpy(), dtype=np.int64)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # a fraction, an exponent, not a number, too large
+            return _float_column(table, name)
+    if values and all(type(v) is int for v in values):
+        try:
+            return np.array(values, dtype=np.int64)
+        except OverflowError:
+            pass
+    return _float_column(table, name)
+
+
+def _id_kind(table: _Table, name: str, row: int, value) -> str:
+    """How an id is written: 'text', 'an integer' or 'a decimal number'. A boolean, object or list is refused."""
+    if isinstance(value, bool) or isinstance(value, (dict, list)):
+        kind = {dict: "an object", list: "a list"}.get(type(value), "a boolean")
+        raise DataError(f"{table.where(row)}: field {name!r} is {kind}, not an id: {value!r} (write it as text)")
+    return "text" if isinstance(value, str) else "an integer" if isinstance(value, int) else "a decimal number"
+
+
 def _as_id(table: _Table, name: str) -> list[str]:
-    out = []
+    """Ids as text, stripped (an integer-valued float 3.0 is "3"). One column writes its ids one way: text, integers
+    or other numbers mixed in one column (JSON's 1, "1" and 1.0, which would become one id) are refused."""
+    out, first = [], None
     for row, value in enumerate(_values(table.columns[name])):
         missing = value is None or (isinstance(value, float) and math.isnan(value))
+        kind = None if missing else _id_kind(table, name, row, value)
+        if kind is not None and first is None:
+            first = (row, kind, value)
+        elif kind is not None and kind != first[1]:
+            raise DataError(
+                f"{table.where(row)}: field {name!r}: the id {value!r} is {kind}, but {table.where(first[0])} has "
+                f"{first[1]} ({first[2]!r}): write every {name} of a file one way (all text, or all integers), so "
+                'that 1, "1" and 1.0 are never taken for one id'
+            )
         text = "" if missing else str(value).strip()
         if isinstance(value, float) and value.is_integer():
             text = str(int(value))
@@ -136,7 +179,7 @@ def _refuse_duplicate_events(inter: _Table, columns: Mapping[str, pa.Array | np.
     The error names the first row (in file order) that repeats an earlier one, and that earlier row."""
     users = columns["user_id"].dictionary_encode().indices.to_numpy().astype(np.int64)
     items = columns["item_id"].dictionary_encode().indices.to_numpy().astype(np.int64)
-    stamps = np.asarray(columns["timestamp"], dtype=np.float64)
+    stamps = np.asarray(columns["timestamp"])  # int64 or float64, as read: never rounded
     pair = users * (int(items.max(initial=0)) + 1) + items
     by_pair = np.sort(pair)
     if not (by_pair[1:] == by_pair[:-1]).any():  # the common case: no (user, item) pair repeats at all
@@ -152,6 +195,6 @@ def _refuse_duplicate_events(inter: _Table, columns: Mapping[str, pa.Array | np.
     row, seen = int(order[position]), int(order[first])
     user, item = columns["user_id"][row].as_py(), columns["item_id"][row].as_py()
     raise DataError(
-        f"{inter.path}: duplicate interaction (user {user!r}, item {item!r}, timestamp {float(stamps[row])}) at "
+        f"{inter.path}: duplicate interaction (user {user!r}, item {item!r}, timestamp {stamps[row].item()}) at "
         f"{inter.where(seen).split(', ')[-1]} and {inter.where(row).split(', ')[-1]}"
     )

@@ -4,13 +4,15 @@
     {"id": 7, "text": "a funny animated film", "k": 5}       or a free-text history; an optional per-line k
 
 Each answer is `{"user_id": ..., "items": [{"item_id": ..., "score": ...}, ...]}`; `user_id` and `id` are passed
-through as given. Blank lines are skipped. Every line is read and checked before any is scored, so a bad line stops
+through as given, and every score is a finite number (a NaN or infinite one, which JSON cannot hold, stops the run
+naming the line). Blank lines are skipped. Every line is read and checked before any is scored, so a bad line stops
 the run with a message naming the file and the line (`textrec recommend --input` then writes its output file
 atomically: all or nothing).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +105,12 @@ def recommend_requests(
                 raise ValueError(f"{chunk[0].where} to {chunk[-1].where.rpartition(':')[2]}: {err}") from None
             for request, items in zip(chunk, results):
                 scored = [{"item_id": i, "score": s} for i, s in items[: request.k or k]]
+                bad = [row for row in scored if not math.isfinite(row["score"])]
+                if bad:
+                    item, score = bad[0]["item_id"], bad[0]["score"]
+                    raise ValueError(
+                        f"{request.where}: item {item!r} scores {score}, not a finite number (broken model)"
+                    )
                 answers.append({**request.passed_through, "items": scored})
             bar.update(len(chunk))
     return answers

@@ -1,5 +1,6 @@
 """The item index behind a `Recommender`: every catalogue item's vector, cached on disk as safetensors under a key of
-the model and the catalogue (`index_key`), and searched for each user's top k, exactly or through a FAISS index."""
+the model (config, weights, tokenizer) and the catalogue (`index_key`), and searched for each user's top k, exactly
+or through a FAISS index."""
 
 from __future__ import annotations
 
@@ -21,14 +22,40 @@ logger = logging.getLogger(__name__)
 INDEX_KINDS = ("exact", "faiss-flat", "faiss-hnsw", "faiss-ivf")
 
 
+# tokenizer settings that say where it was read from, not how it tokenizes
+_TOKENIZER_LOCATION = {"name_or_path", "is_local", "local_files_only", "vocab_file", "merges_file", "tokenizer_file"}
+
+
 def index_key(model: TextRecModel, item_ids: Sequence[str], texts: Sequence[str]) -> str:
-    """sha256 of what decides the item index: the model's config and weights (all of them, hashed by
-    `update_with_tensors`), and every catalogue item's id and rendered text. A stale cache is never used."""
+    """sha256 of what decides the item index: the model's config, weights (all of them, hashed by
+    `update_with_tensors`) and tokenizer (`tokenizer_state`), and every catalogue item's id and rendered text. A
+    stale cache is never used."""
     digest = hashlib.sha256(json.dumps(asdict(model.config), sort_keys=True, default=str).encode())
+    digest.update(tokenizer_state(model.tokenizer).encode())
     update_with_tensors(digest, model.towers.state_dict())
     for item_id, text in zip(item_ids, texts):
         digest.update(f"{item_id}\x00{text}\x01".encode())
     return digest.hexdigest()
+
+
+def tokenizer_state(tokenizer) -> str:
+    """How `tokenizer` turns text into ids, as one JSON text: a fast tokenizer's whole pipeline (`tokenizer.json`:
+    vocabulary, merges, normaliser, pre-tokenizer, post-processor, added tokens), else its vocabulary, plus its
+    settings (`tokenizer_config.json`: special tokens, model_max_length, padding and truncation sides, BOS / EOS
+    flags). Where it was read from does not count, nor the truncation and padding a call last set."""
+    if tokenizer is None:
+        return "no tokenizer"
+    if tokenizer.is_fast:
+        pipeline = json.loads(tokenizer.backend_tokenizer.to_str())
+        pipeline.pop("truncation", None), pipeline.pop("padding", None)  # set by each call, not by the files
+    else:
+        pipeline = tokenizer.get_vocab()
+    plain = (str, int, float, bool, type(None))  # special tokens are in special_tokens_map and the pipeline
+    settings = {
+        k: v for k, v in tokenizer.init_kwargs.items() if k not in _TOKENIZER_LOCATION and isinstance(v, plain)
+    }
+    sides = [tokenizer.padding_side, tokenizer.truncation_side, tokenizer.model_max_length]
+    return json.dumps([pipeline, settings, sides, tokenizer.special_tokens_map], sort_keys=True, default=str)
 
 
 def cached_index(

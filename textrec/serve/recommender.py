@@ -1,14 +1,17 @@
 """`Recommender`: load a trained model folder and a catalogue, and recommend, for downstream apps.
 
 The item index (every catalogue item's vector, `textrec.serve.index`) is built once in batches and cached on disk as
-safetensors, keyed by a hash of the model's weights and config and of the catalogue's ids and texts, so a stale cache
-is never used.
+safetensors, keyed by a hash of the model's weights, config and tokenizer and of the catalogue's ids and texts, so a
+stale cache is never used.
 New items are added by their text alone (`add_items`) and are recommendable at once, without retraining.
 The model and the item index live on `device` (default: CUDA when available); every answer is plain Python.
+A model whose weights, item vectors or scores are NaN or infinite is refused, naming the weight, the items or the
+history: no answer ever holds a NaN score.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -59,6 +62,8 @@ class Recommender:
             raise ValueError(f"index: expected one of {INDEX_KINDS}, got {index!r}")
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
+        self.name = f"model {model.folder}" if model.folder else "the model"  # for error messages
+        self._refuse_non_finite_weights()
         self.towers = model.towers
         self.tokenizer = model.tokenizer
         self.config = model.config
@@ -77,6 +82,7 @@ class Recommender:
             raise ValueError("catalogue: duplicate item ids")
         self.history_text = model.history_text(self.texts)  # the text user tower's, as in training and evaluation
         self.text_vectors, self.item_vectors = self._load_or_build_index()
+        self._refuse_non_finite_rows(self.item_vectors, self.item_ids, "item vectors")
         self._refresh_search()
 
     # ----- construction -----
@@ -107,7 +113,8 @@ class Recommender:
         return self.model.encode_items(texts, item_ids, self.batch_size, desc if self.show_progress else None)
 
     def cache_key(self) -> str:
-        """The key of the cached item index: the model's config and weights and the catalogue (`index_key`)."""
+        """The key of the cached item index: the model's config, weights and tokenizer and the catalogue
+        (`index_key`)."""
         return index_key(self.model, self.item_ids, self.texts)
 
     def _load_or_build_index(self):
@@ -120,6 +127,7 @@ class Recommender:
         """The matrix scored against users: the model's own scoring rule as one matrix (`score_matrix`)."""
         with torch.no_grad():
             items = self.model.score_matrix(self.item_vectors, self.item_ids)
+        self._refuse_non_finite_rows(items, self.item_ids, "scoring rows (item vectors and biases)")
         self._search = items.contiguous()
         rankable = self.model.rankable(self.item_ids)  # an ID-only model cannot score items it never trained on
         self._unrankable = None if rankable is None or rankable.all() else ~rankable
@@ -157,7 +165,8 @@ class Recommender:
         return torch.stack(out) if out else torch.zeros(0, self.towers.dim, device=self.device)
 
     def recommend(self, history: Sequence[str] | str, k: int = 10, exclude_seen: bool = True):
-        """Top-k (item_id, score) for one history (item ids, oldest first, or free text)."""
+        """Top-k (item_id, score) for one history (item ids, oldest first, or free text). A score that is not a
+        finite number is never returned: it is a ValueError naming the model and the item."""
         return self.recommend_batch([history], k, exclude_seen)[0]
 
     def recommend_batch(self, histories: Sequence[Sequence[str] | str], k: int = 10, exclude_seen: bool = True):
@@ -172,8 +181,36 @@ class Recommender:
 
     def _top_k(self, users: torch.Tensor, k: int, exclude: list[list[int]]):
         if self._faiss is not None:
-            return faiss_top_k(self._faiss, users, k, exclude, self.item_ids, self._unrankable)
-        return exact_top_k(self._search, users, k, exclude, self.item_ids, self._unrankable)
+            results = faiss_top_k(self._faiss, users, k, exclude, self.item_ids, self._unrankable)
+        else:
+            results = exact_top_k(self._search, users, k, exclude, self.item_ids, self._unrankable)
+        for row, pairs in enumerate(results):
+            bad = [(item_id, score) for item_id, score in pairs if not math.isfinite(score)]
+            if bad:
+                raise ValueError(
+                    f"{self.name}: history {row} of the batch scores item {bad[0][0]!r} {bad[0][1]} (not a finite "
+                    "number): its user vector or scoring is broken (NaN or infinite weights?); no answer is given"
+                )
+        return results
+
+    # ----- non-finite values are refused -----
+    def _refuse_non_finite_weights(self) -> None:
+        """A model with a NaN or infinite weight is broken (a diverged training run): refused before it serves."""
+        for name, tensor in self.model.towers.state_dict().items():
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                raise ValueError(
+                    f"{self.name}: weight {name} holds NaN or infinite values: the model is broken (a diverged "
+                    "training run?); retrain it or serve another version"
+                )
+
+    def _refuse_non_finite_rows(self, rows: torch.Tensor, item_ids: Sequence[str], what: str) -> None:
+        bad = (~torch.isfinite(rows).all(dim=1)).nonzero().flatten().tolist() if len(rows) else []
+        if bad:
+            first = [item_ids[i] for i in bad[:5]]
+            raise ValueError(
+                f"{self.name}: the {what} of {len(bad)} items are NaN or infinite (first: {first}): they cannot be "
+                "ranked; the model is broken (NaN or infinite weights?) or the item text cannot be encoded"
+            )
 
     def similar_items(self, item_id: str, k: int = 10):
         """Items whose vectors are closest to `item_id`'s (cosine), excluding the item itself."""
@@ -210,6 +247,7 @@ class Recommender:
             ids.append(item_id)
             texts.append(self.template.render(dict(item)))
         text, vectors = self._encode_texts(texts, ids, None)
+        self._refuse_non_finite_rows(vectors, ids, "item vectors")  # before any change: the catalogue stays whole
         for item_id in ids:
             self.positions[item_id] = len(self.item_ids)
             self.item_ids.append(item_id)

@@ -11,6 +11,24 @@ from textrec.train.losses import check_logq, check_loss
 
 SCHEDULERS = ("constant", "linear", "cosine", "plateau")
 PRECISIONS = ("no", "fp16", "bf16")
+AT_LEAST_ONE = (
+    "epochs",
+    "batch_size",
+    "gradient_accumulation_steps",
+    "eval_batch_size",
+    "keep_checkpoints",
+    "patience",
+)
+# counts where 0 has a meaning (said in the message) and a negative value none
+COUNTS_FROM_ZERO = {
+    "global_batch_size": "off",
+    "warmup_steps": "no warm-up",
+    "max_live_items": "none live",
+    "full_softmax_items": "always sampled",
+    "cache_refresh_steps": "never refreshed",
+    "eval_every_steps": "at every epoch end",
+    "checkpoint_every": "only after each validation",
+}
 
 
 def _help(text: str, default=None, **kw):
@@ -98,9 +116,14 @@ class LoopConfig:
             raise ValueError(f"training.scheduler: expected one of {SCHEDULERS}, got {self.scheduler!r}")
         if self.mixed_precision not in PRECISIONS:
             raise ValueError(f"training.mixed_precision: expected one of {PRECISIONS}, got {self.mixed_precision!r}")
-        for name in ("epochs", "batch_size", "gradient_accumulation_steps", "eval_batch_size", "keep_checkpoints"):
+        for name in AT_LEAST_ONE:
             if getattr(self, name) < 1:
                 raise ValueError(f"training.{name}: must be >= 1, got {getattr(self, name)}")
+        for name in COUNTS_FROM_ZERO:
+            if getattr(self, name) < 0:
+                raise ValueError(
+                    f"training.{name}: must be >= 0 (0: {COUNTS_FROM_ZERO[name]}), got {getattr(self, name)}"
+                )
         for name in ("lr", "encoder_lr", "max_train_minutes", "weight_decay", "l2sp", "max_grad_norm"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:

@@ -216,7 +216,7 @@ class _Loop(ValidationSteps):
         state.step_in_epoch += 1
         state.examples += int((inputs["targets"] >= 0).sum()) * accelerator.num_processes
         bar.update(1)
-        if not sync:
+        if not self.accumulate_loss(loss, sync):  # at an optimizer step: the losses since the last one are finite
             return False
         self.optimizer_step()
         state.last_loss = float(loss.detach())
@@ -264,6 +264,7 @@ class _Loop(ValidationSteps):
         state, model = self.state, self.model
         if self.best is not None:
             load_trainable_state(model, self.best, "best weights")
+        self.check_finite_weights()
         self.objective.gather_targets = None
         self.accelerator.free_memory()
         epochs = state.epoch + (state.step_in_epoch / max(1, self.batches_per_epoch))

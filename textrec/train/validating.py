@@ -1,9 +1,12 @@
 """Validation inside `fit`: early stopping on NDCG@10 with the best weights kept, the encoder warm-up (when the
-encoder joins, and its end on a plateau), and the text vectors validation ranks with. A base class of the loop."""
+encoder joins, and its end on a plateau), the text vectors validation ranks with, and the divergence checks (a
+non-finite loss stops training before its optimizer step; non-finite trained weights are never returned). A base
+class of the loop."""
 
 from __future__ import annotations
 
 import logging
+import math
 
 import torch
 
@@ -51,6 +54,44 @@ class ValidationSteps:
             if self.best is not None:
                 load_trainable_state(self.model, self.best, "best warm-up weights")
             self.say(f"{self.desc}: the encoder joins after epoch {state.epoch}, from the warm-up's best weights")
+
+    # ----- divergence -----
+    window_loss = None  # the sum of the micro-batch losses since the last optimizer step
+
+    def accumulate_loss(self, loss, sync: bool) -> bool:
+        """Add a micro-batch's loss to the window since the last optimizer step; at the window's last micro-batch
+        (`sync`: an optimizer step follows), check it and return True."""
+        self.window_loss = loss.detach() + (0.0 if self.window_loss is None else self.window_loss)
+        if sync:
+            self.check_finite_loss()
+        return sync
+
+    def check_finite_loss(self) -> None:
+        """Before an optimizer step: the losses since the last step (summed over the accumulated micro-batches and,
+        with several processes, over every process, so that all stop together) must be finite."""
+        window, self.window_loss = self.window_loss, None
+        if self.accelerator.num_processes > 1:
+            window = self.accelerator.reduce(window, reduction="sum")
+        value = float(window)
+        if not math.isfinite(value):
+            config, state = self.config, self.state
+            raise FloatingPointError(
+                f"{self.desc}: the training loss is {value} at optimizer step {state.global_step + 1} (epoch "
+                f"{state.epoch}): training diverged, and this step was not taken or saved. Try a lower learning rate "
+                f"(training.lr {config.lr}, training.encoder_lr {config.encoder_lr}), gradient clipping "
+                f"(training.max_grad_norm, now {config.max_grad_norm}), or bf16 instead of fp16"
+            )
+
+    def check_finite_weights(self) -> None:
+        """At the end of `fit`: every trained weight must be finite (a diverged run never passes for a model)."""
+        bad = [name for name, p in self.model.named_parameters() if p.requires_grad and not p.isfinite().all()]
+        if bad:
+            raise FloatingPointError(
+                f"{self.desc}: {len(bad)} trained weights hold NaN or infinite values after "
+                f"{self.state.global_step} optimizer steps (first: {bad[0]}): training diverged. Try a lower "
+                f"learning rate (training.lr {self.config.lr}, training.encoder_lr {self.config.encoder_lr}) or "
+                "gradient clipping (training.max_grad_norm)"
+            )
 
     # ----- the text cache and validation -----
     def refresh_cache(self, step: int) -> None:
